@@ -1,0 +1,263 @@
+"""Load ``config.toml`` into pydantic models; one clear line for anything wrong.
+
+Unknown keys are rejected, relative paths resolve against the config file's folder, and
+secrets only come from ``*_env`` (an environment variable name) or ``*_file`` (a path).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from newsletter.errors import ConfigError
+from newsletter.models import Topic
+
+SOURCE_KINDS = ("arxiv-rss", "arxiv-api", "hf-daily", "feed")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NewsletterSection(_Strict):
+    name: str = "Research digest"
+    sender: str = "Research digest <digest@localhost>"
+    base_url: str = "http://127.0.0.1:8000"
+    database: str = "var/newsletter.db"
+    secret_env: str = "NEWSLETTER_SECRET"
+    secret_file: str | None = None
+    timezone: str = "UTC"
+    list_id: str | None = None
+    unsubscribe_mailto: str | None = None
+    postal_address: str = ""
+    templates_dir: str | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender_has_address(cls, value: str) -> str:
+        from email.utils import parseaddr
+
+        _, addr = parseaddr(value)
+        if "@" not in addr or any(c in value for c in "\r\n\0"):
+            raise ValueError('expected "Name <address@domain>"')
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url_http(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo
+
+        try:
+            ZoneInfo(value)
+        except Exception as exc:
+            raise ValueError("expected an IANA time zone such as Europe/Berlin") from exc
+        return value
+
+
+class SMTPSection(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=25, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class SourceConfig(_Strict):
+    name: str = Field(min_length=1)
+    kind: Literal["arxiv-rss", "arxiv-api", "hf-daily", "feed"]
+    url: str = Field(min_length=1)
+
+
+class TopicConfig(_Strict):
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1)
+    keywords: list[str] = []
+    categories: list[str] = []
+    description: str = ""
+
+    def to_topic(self) -> Topic:
+        return Topic(
+            id=self.id,
+            name=self.name,
+            keywords=tuple(self.keywords),
+            categories=tuple(self.categories),
+            description=self.description,
+        )
+
+
+class DigestSection(_Strict):
+    max_papers: int = Field(default=10, ge=1, le=100)
+    lookback_days: int = Field(default=7, ge=1, le=365)
+    send_empty: bool = False
+
+
+class Config(_Strict):
+    newsletter: NewsletterSection = NewsletterSection()
+    smtp: SMTPSection = SMTPSection()
+    sources: list[SourceConfig] = []
+    topics: list[TopicConfig] = []
+    digest: DigestSection = DigestSection()
+    base_dir: Path = Path(".")
+
+    @field_validator("topics")
+    @classmethod
+    def _unique_topics(cls, value: list[TopicConfig]) -> list[TopicConfig]:
+        ids = [t.id for t in value]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"topic ids must be unique, repeated: {', '.join(dupes)}")
+        return value
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:
+        names = [s.name for s in value]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        return value
+
+    # Derived values, computed from the fields; the CLI reads these, never the raw strings.
+
+    def topic_values(self) -> tuple[Topic, ...]:
+        return tuple(t.to_topic() for t in self.topics)
+
+    def database_url(self) -> str:
+        db = self.newsletter.database
+        if "://" in db:
+            return db
+        return f"sqlite:///{self.resolve(db)}"
+
+    def resolve(self, path: str) -> Path:
+        """A path from the config, relative to the config file's folder."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    def source_location(self, source: SourceConfig) -> str:
+        """The source's URL, with local paths made absolute (``file://`` stays a URL)."""
+        url = source.url
+        if url.startswith(("http://", "https://", "file://")):
+            return url
+        return str(self.resolve(url))
+
+    def templates_dir(self) -> Path | None:
+        d = self.newsletter.templates_dir
+        return self.resolve(d) if d else None
+
+    def secret(self) -> str:
+        """The signing key, from ``secret_file`` or the env var named by ``secret_env``."""
+        nl = self.newsletter
+        if nl.secret_file:
+            return _read_secret_file(self.resolve(nl.secret_file), "newsletter.secret_file")
+        value = os.environ.get(nl.secret_env, "")
+        if len(value) < 16:
+            raise ConfigError(
+                f"the signing key is missing: environment variable {nl.secret_env} is "
+                + ("too short" if value else "not set"),
+                hint="set it to a random string of at least 16 characters, "
+                'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"',
+            )
+        return value
+
+    def smtp_password(self) -> str | None:
+        s = self.smtp
+        if s.password_file:
+            return _read_secret_file(self.resolve(s.password_file), "smtp.password_file")
+        if s.password_env:
+            value = os.environ.get(s.password_env)
+            if value is None:
+                raise ConfigError(
+                    f"smtp.password_env names {s.password_env}, which is not set",
+                    hint="export it before running, or remove password_env",
+                )
+            return value
+        return None
+
+
+def _read_secret_file(path: Path, key: str) -> str:
+    try:
+        if path.stat().st_mode & 0o004:
+            raise ConfigError(
+                f"{key}: {path} is readable by everyone",
+                hint=f"chmod 600 {path}",
+            )
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror}") from exc
+    if not value:
+        raise ConfigError(f"{key}: {path} is empty")
+    return value
+
+
+def _format_loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = _format_loc(tuple(error["loc"]))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key {loc}"
+    if kind == "missing":
+        return f"{loc} is required"
+    value = error.get("input")
+    msg = str(error["msg"])
+    msg = msg.removeprefix("Value error, ")
+    shown = repr(value)
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{loc} = {shown}: {msg[0].lower() + msg[1:] if msg else msg}"
+
+
+def config_from_dict(data: dict[str, Any], base_dir: Path, origin: str) -> Config:
+    """Validate a parsed TOML document; ``origin`` names it in errors."""
+    if "base_dir" in data:
+        raise ConfigError(f"{origin}: unknown key base_dir")
+    try:
+        return Config.model_validate({**data, "base_dir": base_dir})
+    except ValidationError as exc:
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(
+            f"{origin}: {_describe(dict(errors[0]))}{more}",
+            hint="see config.example.toml for every key",
+        ) from None
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate one config file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"config file not found: {path}",
+            hint="pass --config PATH, set NEWSLETTER_CONFIG, or copy config.example.toml",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    return config_from_dict(data, path.resolve().parent, str(path))

@@ -1,0 +1,58 @@
+"""Write messages out for people to open: ``.eml``, ``.html``, ``.txt`` each, and an index."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+
+from newsletter.deliver import safe_filename
+
+_SUFFIXES = (".eml", ".html", ".txt")
+
+
+def parts(data: bytes) -> tuple[str, str, str]:
+    """(subject, html, text) of a message."""
+    msg = message_from_bytes(data, policy=policy.default)
+    assert isinstance(msg, EmailMessage)
+    html_part = msg.get_body(("html",))
+    text_part = msg.get_body(("plain",))
+    return (str(msg.get("Subject", "")),
+            html_part.get_content() if html_part is not None else "",  # type: ignore[attr-defined]
+            text_part.get_content() if text_part is not None else "")  # type: ignore[attr-defined]
+
+
+def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: str) -> Path:
+    """Write each (address, message bytes) and an ``index.html`` linking them; returns the index."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for old in out_dir.iterdir():
+        if old.is_file() and old.suffix in _SUFFIXES:
+            old.unlink()
+    rows = []
+    for address, data in messages:
+        stem = safe_filename(address)
+        subject, html_body, text_body = parts(data)
+        (out_dir / f"{stem}.eml").write_bytes(data)
+        (out_dir / f"{stem}.html").write_text(html_body, encoding="utf-8")
+        (out_dir / f"{stem}.txt").write_text(text_body, encoding="utf-8")
+        rows.append(
+            f"<tr><td>{html.escape(address)}</td><td>{html.escape(subject)}</td>"
+            f'<td><a href="{html.escape(stem)}.html">HTML</a> · '
+            f'<a href="{html.escape(stem)}.txt">text</a> · '
+            f'<a href="{html.escape(stem)}.eml">.eml</a></td></tr>'
+        )
+    index = out_dir / "index.html"
+    index.write_text(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        f"<title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;"
+        "margin:2rem;color:#1f2328}table{border-collapse:collapse}td,th{padding:.4rem .8rem;"
+        "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p>{len(rows)} message(s).</p><table>"
+        "<tr><th>Recipient</th><th>Subject</th><th>Open</th></tr>"
+        + "".join(rows) + "</table></body></html>\n",
+        encoding="utf-8",
+    )
+    return index

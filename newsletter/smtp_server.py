@@ -1,0 +1,94 @@
+"""A local SMTP server (aiosmtpd) on 127.0.0.1 that records what it accepts.
+
+The demo starts one so it needs no mail setup; tests use it as the real server they
+send through. Port 0 picks a free port; ``port`` tells which.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+    def message(self) -> Message:
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class RecordingHandler:
+    """Accepts every message and keeps it; ``reject`` maps an address to a reply to give."""
+
+    received: list[Received] = field(default_factory=list)
+    reject: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if address in self.reject:
+            return self.reject[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        data = envelope.original_content or b""
+        self.received.append(Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data))
+        return "250 Message accepted for delivery"
+
+
+class LocalSMTPServer:
+    """Runs an aiosmtpd server in a thread; use as a context manager."""
+
+    def __init__(self, handler: Any | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = handler if handler is not None else RecordingHandler()
+        self.host = host
+        self.port = port
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+
+    def __enter__(self) -> LocalSMTPServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+        async def create() -> asyncio.AbstractServer:
+            return await self._loop.create_server(
+                lambda: SMTP(self.handler, hostname="localhost", decode_data=False),
+                host=self.host, port=self.port)
+
+        self._server = asyncio.run_coroutine_threadsafe(create(), self._loop).result(timeout=10)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            server = self._server
+
+            async def close() -> None:
+                server.close()
+                await server.wait_closed()
+
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+            self._server = None
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+
+    @property
+    def received(self) -> list[Received]:
+        return list(self.handler.received)

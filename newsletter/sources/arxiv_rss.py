@@ -1,0 +1,59 @@
+"""rss.arxiv.org RSS 2.0 / Atom: announce types, comma-joined authors, prefixed abstracts."""
+
+from __future__ import annotations
+
+import re
+
+from newsletter.models import Paper
+from newsletter.sources.base import ParseResult, entry_time, parse_feed
+from newsletter.sources.ids import split_arxiv_id
+from newsletter.sources.text import (
+    MAX_ABSTRACT,
+    MAX_AUTHORS,
+    MAX_NAME,
+    MAX_TITLE,
+    clean_text,
+)
+
+_PREFIX = re.compile(
+    r"^\s*arXiv:\S+\s+Announce Type:\s*(?P<type>[\w-]+)\s*Abstract:\s*", re.IGNORECASE
+)
+ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
+
+
+def split_authors(value: str) -> tuple[str, ...]:
+    """``dc:creator`` is one string: "A, B, and C" -> ("A", "B", "C")."""
+    parts = re.split(r",\s*(?:and\s+)?|\s+and\s+", value)
+    names = [clean_text(p, MAX_NAME) for p in parts]
+    return tuple(n for n in names if n)[:MAX_AUTHORS]
+
+
+def parse(data: bytes, source: str) -> ParseResult:
+    parsed, warnings = parse_feed(data, source)
+    result = ParseResult(warnings=warnings)
+    for entry in parsed.entries:
+        split = split_arxiv_id(entry.get("id", "")) or split_arxiv_id(entry.get("link", ""))
+        if split is None:
+            result.skipped += 1
+            continue
+        arxiv_id, version = split
+        raw = str(entry.get("summary", ""))
+        m = _PREFIX.match(raw)
+        announce = entry.get("arxiv_announce_type") or (m.group("type") if m else None)
+        abstract = raw[m.end():] if m else raw
+        result.papers.append(
+            Paper(
+                id=arxiv_id,
+                version=version,
+                source=source,
+                title=clean_text(entry.get("title"), MAX_TITLE),
+                abstract=clean_text(abstract, MAX_ABSTRACT),
+                authors=split_authors(str(entry.get("author", ""))),
+                categories=tuple(t.term for t in entry.get("tags", []) if t.get("term")),
+                url=f"https://arxiv.org/abs/{arxiv_id}",
+                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+                announce_type=(announce or "new").lower(),
+                published=entry_time(entry, "published_parsed", "updated_parsed"),
+            )
+        )
+    return result

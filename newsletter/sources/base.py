@@ -1,0 +1,58 @@
+"""What every source parser returns, and the feedparser front door they share."""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import feedparser
+
+from newsletter.errors import SourceError
+from newsletter.models import Paper
+
+
+@dataclass(slots=True)
+class ParseResult:
+    """Papers parsed from one body, plus anything odd worth telling the operator."""
+
+    papers: list[Paper] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    skipped: int = 0
+
+
+def parse_feed(data: bytes, source: str) -> tuple[Any, list[str]]:
+    """feedparser on bytes; a bozo feed it could still read is a warning, else an error."""
+    head = data[:2048].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html")):
+        raise SourceError(f"source {source!r}: got an HTML page, not a feed",
+                          hint="check the source URL")
+    parsed = feedparser.parse(data)
+    warnings: list[str] = []
+    if parsed.get("bozo"):
+        reason = str(parsed.get("bozo_exception", "malformed feed")).splitlines()[0][:200]
+        if not parsed.entries and not parsed.feed.get("title"):
+            raise SourceError(f"source {source!r}: not a readable feed: {reason}")
+        warnings.append(f"feed is malformed but readable: {reason}")
+    return parsed, warnings
+
+
+def entry_time(entry: Any, *keys: str) -> datetime | None:
+    """The first of feedparser's ``*_parsed`` struct_time fields present, as aware UTC."""
+    for key in keys:
+        value = entry.get(key)
+        if value:
+            return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
+    return None
+
+
+def iso_time(value: object) -> datetime | None:
+    """An ISO-8601 timestamp (as in JSON APIs) as aware UTC, or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

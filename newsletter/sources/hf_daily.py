@@ -1,0 +1,77 @@
+"""Hugging Face daily papers JSON: ``paper.*`` first, the item's top level second."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from newsletter.errors import SourceError
+from newsletter.models import Paper, Signals
+from newsletter.sources.base import ParseResult, iso_time
+from newsletter.sources.ids import split_arxiv_id
+from newsletter.sources.text import (
+    MAX_ABSTRACT,
+    MAX_AUTHORS,
+    MAX_KEYWORDS,
+    MAX_NAME,
+    MAX_SUMMARY,
+    MAX_TITLE,
+    clean_list,
+    clean_text,
+    safe_url,
+)
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+def _pick(paper: dict[str, Any], item: dict[str, Any], key: str) -> Any:
+    value = paper.get(key)
+    return value if value not in (None, "", []) else item.get(key)
+
+
+def parse(data: bytes, source: str) -> ParseResult:
+    try:
+        items = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SourceError(f"source {source!r}: not valid JSON: {exc}") from None
+    if not isinstance(items, list):
+        raise SourceError(f"source {source!r}: expected a JSON array of daily papers")
+    result = ParseResult()
+    for item in items:
+        if not isinstance(item, dict):
+            result.skipped += 1
+            continue
+        paper = item.get("paper") if isinstance(item.get("paper"), dict) else {}
+        split = split_arxiv_id(str(_pick(paper, item, "id") or ""))
+        title = clean_text(_pick(paper, item, "title"), MAX_TITLE)
+        if split is None or not title:
+            result.skipped += 1
+            continue
+        arxiv_id, version = split
+        authors = _pick(paper, item, "authors") or []
+        names = [a.get("name") if isinstance(a, dict) else a for a in authors]
+        result.papers.append(
+            Paper(
+                id=arxiv_id,
+                version=version,
+                source=source,
+                title=title,
+                abstract=clean_text(_pick(paper, item, "summary"), MAX_ABSTRACT),
+                authors=clean_list(names, MAX_AUTHORS, MAX_NAME),
+                url=f"https://arxiv.org/abs/{arxiv_id}",
+                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+                code_url=safe_url(_pick(paper, item, "githubRepo")),
+                project_url=safe_url(_pick(paper, item, "projectPage")),
+                summary=clean_text(_pick(paper, item, "ai_summary"), MAX_SUMMARY) or None,
+                keywords=clean_list(_pick(paper, item, "ai_keywords"), MAX_KEYWORDS, MAX_NAME),
+                published=iso_time(_pick(paper, item, "publishedAt")),
+                signals=Signals(
+                    upvotes=_int(paper.get("upvotes")),
+                    stars=_int(paper.get("githubStars")),
+                    comments=_int(item.get("numComments")),
+                ),
+            )
+        )
+    return result
