@@ -222,7 +222,7 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
                 sender = OutboxSender(out_dir)
             else:
                 sender = SMTPSender(config.smtp.host, config.smtp.port, security=config.smtp.security,
-                                    username=config.smtp.username, password=config.smtp.password(),
+                                    username=config.smtp.username, password=config.smtp_password(),
                                     timeout=config.smtp.timeout)
             report = _run_send(config, store, sender, signer, secret, state.now, dry_run, as_json)
         finally:

@@ -21,6 +21,10 @@ from urllib.parse import quote
 from newsletter.models import RenderedEmail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+# Parts are built at 78 columns (quoted-printable needs short lines); headers are written
+# with the RFC 5322 hard limit so long List-Unsubscribe URIs are never turned into
+# encoded-words, which mail clients would not recognise.
+WIRE_POLICY = SMTP.clone(max_line_length=998)
 
 
 def header_safe(value: str, limit: int = 900) -> str:
@@ -76,3 +80,8 @@ def build_message(email: RenderedEmail, *, to_name: str, to_addr: str, headers: 
     msg.set_content(email.text, cte="quoted-printable")
     msg.add_alternative(email.html, subtype="html", cte="quoted-printable")
     return msg
+
+
+def to_bytes(msg: EmailMessage) -> bytes:
+    """The message as sent on the wire (CRLF line ends)."""
+    return msg.as_bytes(policy=WIRE_POLICY)

@@ -16,7 +16,14 @@ from zoneinfo import ZoneInfo
 from newsletter.config import Config
 from newsletter.deliver import Sender, is_hard_bounce
 from newsletter.errors import SMTPUnavailableError
-from newsletter.mail import ListHeaders, build_message, list_id_for, message_id, sender_domain
+from newsletter.mail import (
+    ListHeaders,
+    build_message,
+    list_id_for,
+    message_id,
+    sender_domain,
+    to_bytes,
+)
 from newsletter.models import (
     DeliveryStatus,
     Digest,
@@ -130,7 +137,7 @@ class Edition:
                             now=self.now,
                             headers=ListHeaders(nl.sender, nl.list_id or list_id_for(nl.name, domain),
                                                 links.unsubscribe, nl.unsubscribe_mailto))
-        return Composed(digest, rendered.subject, msg_id, msg.as_bytes())
+        return Composed(digest, rendered.subject, msg_id, to_bytes(msg))
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from newsletter.sources.text import (
     MAX_NAME,
     MAX_TITLE,
     clean_text,
+    decode_tex,
 )
 
 _PREFIX = re.compile(
@@ -24,7 +25,7 @@ ANNOUNCE_TYPES = ("new", "cross", "replace", "replace-cross")
 def split_authors(value: str) -> tuple[str, ...]:
     """``dc:creator`` is one string: "A, B, and C" -> ("A", "B", "C")."""
     parts = re.split(r",\s*(?:and\s+)?|\s+and\s+", value)
-    names = [clean_text(p, MAX_NAME) for p in parts]
+    names = [clean_text(decode_tex(p), MAX_NAME) for p in parts]
     return tuple(n for n in names if n)[:MAX_AUTHORS]
 
 

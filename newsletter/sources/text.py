@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 from urllib.parse import urlsplit
 
 MAX_TITLE = 500
@@ -17,6 +18,28 @@ MAX_URL = 2_000
 _TAG = re.compile(r"<[^>]{0,2000}>")
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+_TEX_ACCENTS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", '"': "\u0308", "~": "\u0303",
+                "=": "\u0304", ".": "\u0307", "c": "\u0327", "v": "\u030c", "u": "\u0306",
+                "H": "\u030b", "r": "\u030a", "k": "\u0328"}
+_TEX_ACCENT = re.compile(r"""\{?\\(['`^"~=.]|[cvuHrk](?=[\s{]))\s*\{?([A-Za-z]|\\i)\}?\}?""")
+_TEX_LETTERS = {r"\ss": "ß", r"\o": "ø", r"\O": "Ø", r"\l": "ł", r"\L": "Ł", r"\ae": "æ",
+                r"\AE": "Æ", r"\aa": "å", r"\AA": "Å"}
+_TEX_LETTER = re.compile(r"\{?(\\(?:ss|o|O|l|L|ae|AE|aa|AA))\b\}?")
+
+
+def decode_tex(text: str) -> str:
+    """TeX accents as arXiv writes them in names (``Andr\\'e``, ``{\\"o}``) -> Unicode."""
+    if "\\" not in text:
+        return text
+
+    def accent(m: re.Match[str]) -> str:
+        base = "i" if m.group(2) == "\\i" else m.group(2)
+        return unicodedata.normalize("NFC", base + _TEX_ACCENTS[m.group(1)])
+
+    text = _TEX_ACCENT.sub(accent, text)
+    return _TEX_LETTER.sub(lambda m: _TEX_LETTERS[m.group(1)], text)
 
 
 def clean_text(value: object, limit: int) -> str:

@@ -1,0 +1,91 @@
+"""Shared fixtures: a real SMTP server on 127.0.0.1, real SQLite files, configs in tmp_path."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from newsletter.cli import run
+from newsletter.resources import bundled, sample_dir
+from newsletter.smtp_server import LocalSMTPServer
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+SECRET = "test-secret-0123456789abcdef"
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
+                                    reason=f"captured feeds not found at {FIXTURES}")
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[LocalSMTPServer]:
+    with LocalSMTPServer() as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_SECRET", SECRET)
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+
+
+def write_config(tmp_path: Path, smtp_port: int, *, extra: str = "", sources: str | None = None) -> Path:
+    """A config using the bundled sample feeds, a database in tmp_path and the given SMTP port."""
+    sample = sample_dir()
+    if sources is None:
+        sources = f'''
+[[sources]]
+name = "arxiv-cs"
+kind = "arxiv-rss"
+url = "{sample / 'arxiv-cs.xml'}"
+
+[[sources]]
+name = "hf-daily"
+kind = "hf-daily"
+url = "file://{sample / 'hf-daily.json'}"
+'''
+    topics = (sample / "config.toml").read_text(encoding="utf-8")
+    topics = topics[topics.index("[[topics]]"):]
+    path = tmp_path / "config.toml"
+    path.write_text(f'''
+[newsletter]
+name = "Test Digest"
+sender = "Test Digest <digest@test.example>"
+base_url = "https://digest.test.example"
+database = "var/test.db"
+unsubscribe_mailto = "unsubscribe@test.example"
+
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+timeout = 5
+{sources}
+{topics}
+{extra}
+''', encoding="utf-8")
+    return path
+
+
+CLI = Callable[..., tuple[int, str, str]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
+    """Run the CLI in-process: returns (exit code, stdout, stderr)."""
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return invoke
+
+
+@pytest.fixture
+def demo_roster() -> Path:
+    return bundled("subscribers") / "demo.toml"

@@ -1,0 +1,240 @@
+"""The CLI end to end, in-process, on real parts: SQLite files, aiosmtpd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+
+from conftest import CLI, NOW, write_config
+from newsletter.smtp_server import LocalSMTPServer
+
+
+def _setup(cli: CLI, tmp_path: Path, port: int, roster: Path) -> Path:
+    config = write_config(tmp_path, port)
+    code, _, err = cli("--config", config, "subscribers", "import", roster)
+    assert code == 0, err
+    return config
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_demo_writes_one_message_per_subscriber(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    out = tmp_path / "demo"
+    code, stdout, _ = cli("demo", "--out", out)
+    assert code == 0
+    roster = demo_roster.read_text()
+    expected = roster.count("[[subscribers]]")
+    assert len(list(out.glob("*.eml"))) == expected
+    assert len(list(out.glob("*.html"))) == expected + 1  # plus index.html
+    index = (out / "index.html").read_text()
+    for eml in out.glob("*.eml"):
+        assert f'href="{eml.stem}.html"' in index
+    assert "sent" in stdout and "accepted 5 message(s)" in stdout
+
+
+def test_send_delivers_once_per_edition(cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer,
+                                        demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
+    code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--json")
+    assert code == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["sent"] == 5
+    assert len(smtp_server.received) == 5
+    for r in smtp_server.received:
+        assert len(r.rcpt_tos) == 1
+        msg = message_from_bytes(r.data, policy=policy.default)
+        assert msg["To"].addresses[0].addr_spec == r.rcpt_tos[0]
+
+    code, out, _ = cli("--config", config, "--now", (NOW + timedelta(hours=2)).isoformat(),
+                       "send", "--json")
+    assert code == 0
+    again = json.loads(out.strip().splitlines()[-1])
+    assert again["sent"] == 0 and again["already_done"] == 5
+    assert len(smtp_server.received) == 5
+
+
+def _paper_ids(data: bytes) -> set[str]:
+    msg = message_from_bytes(data, policy=policy.default)
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    return set(re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text))
+
+
+def test_paper_sent_yesterday_is_not_sent_today(cli: CLI, tmp_path: Path,
+                                               smtp_server: LocalSMTPServer, demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
+    assert cli("--config", config, "--now", NOW.isoformat(), "send")[0] == 0
+    day1 = {r.rcpt_tos[0]: _paper_ids(r.data) for r in smtp_server.received}
+    assert all(day1.values())
+    code, out, _ = cli("--config", config, "--now", (NOW + timedelta(days=1)).isoformat(),
+                       "send", "--json")
+    assert code == 0
+    report = json.loads(out.strip().splitlines()[-1])
+    day2 = {r.rcpt_tos[0]: _paper_ids(r.data) for r in smtp_server.received[len(day1):]}
+    assert report["sent"] == len(day2)
+    # the same feeds again: whoever gets a second email gets only papers not sent before,
+    # and those who were sent everything relevant get nothing
+    for address, ids in day2.items():
+        assert ids and not ids & day1[address], address
+    assert report["skipped_empty"] == 5 - len(day2)
+    assert report["skipped_empty"] >= 1
+
+
+def test_dry_run_touches_neither_smtp_nor_database(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    port = _free_port()
+    config = _setup(cli, tmp_path, port, demo_roster)
+    db = tmp_path / "var" / "test.db"
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    with LocalSMTPServer(port=port) as server:
+        code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--dry-run",
+                             "--out", tmp_path / "outbox")
+        assert code == 0, err
+        assert server.received == []
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before
+    emls = sorted((tmp_path / "outbox").glob("*.eml"))
+    assert len(emls) == 5
+    for eml in emls:
+        msg = message_from_bytes(eml.read_bytes(), policy=policy.default)
+        assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None
+        unsub = msg["List-Unsubscribe"]
+        assert "<https://digest.test.example/unsubscribe/" in unsub
+        assert "<mailto:unsubscribe@test.example?" in unsub
+        assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+def test_server_down_leaves_everyone_pending_then_rerun_delivers(
+        cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    port = _free_port()
+    config = _setup(cli, tmp_path, port, demo_roster)
+    code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--json")
+    assert code == 3
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["sent"] == 0 and report["pending"] == 5
+    assert err.count("cannot reach the SMTP server") == 1
+    with LocalSMTPServer(port=port) as server:
+        code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "send", "--json",
+                           "--no-collect")
+        assert code == 0
+        assert sorted(r.rcpt_tos[0] for r in server.received) == sorted(
+            ["ada@example.org", "alan@example.org", "grace@example.org", "claude@example.org",
+             "emmy@example.org"])
+
+
+def test_rank_json_lines(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    assert cli("--config", config, "--now", NOW.isoformat(), "collect")[0] == 0
+    code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "rank", "--json")
+    assert code == 0
+    lines = [json.loads(line) for line in out.strip().splitlines()]
+    assert {d["subscriber"] for d in lines} == {"ada@example.org", "alan@example.org",
+                                               "grace@example.org", "claude@example.org",
+                                               "emmy@example.org"}
+    for d in lines:
+        for item in d["items"]:
+            assert set(item) == {"id", "title", "url", "score", "reasons"}
+            assert item["reasons"]
+    code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "rank", "--json",
+                       "--subscriber", "ada@example.org")
+    assert code == 0
+    assert [json.loads(x)["subscriber"] for x in out.strip().splitlines()] == ["ada@example.org"]
+
+
+def test_collect_json_and_papers(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    code, out, _ = cli("--config", config, "collect", "--json")
+    assert code == 0
+    rows = {r["source"]: r for r in map(json.loads, out.strip().splitlines())}
+    assert rows["arxiv-cs"]["new"] == 10 and rows["hf-daily"]["new"] == 1
+    code, out, _ = cli("--config", config, "collect", "--json")
+    rows = {r["source"]: r for r in map(json.loads, out.strip().splitlines())}
+    assert rows["arxiv-cs"]["new"] == 0 and rows["arxiv-cs"]["updated"] == 0
+    code, out, _ = cli("--config", config, "papers", "--json")
+    papers = {p["id"]: p for p in map(json.loads, out.strip().splitlines())}
+    assert papers["2611.10001"]["sources"] == ["arxiv-cs", "hf-daily"]
+    assert papers["2611.10001"]["signals"]["upvotes"] == 142
+
+
+def test_preview_writes_gallery(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    cli("--config", config, "--now", NOW.isoformat(), "collect")
+    code, _, err = cli("--config", config, "--now", NOW.isoformat(), "preview", "--out",
+                       tmp_path / "pv", "--subscriber", "grace@example.org")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "pv").iterdir()) == [
+        "grace@example.org.eml", "grace@example.org.html", "grace@example.org.txt", "index.html"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("[newsletter]\nnmae = 'x'\n", "unknown key newsletter.nmae"),
+        ("[smtp]\nport = 'twenty-five'\n", "smtp.port = 'twenty-five'"),
+        ("[[sources]]\nname = 'a'\nkind = 'rss'\nurl = 'x'\n", "sources[0].kind"),
+        ("[digest]\nmax_papers = 0\n", "digest.max_papers"),
+        ("[newsletter\n", "invalid TOML"),
+    ],
+)
+def test_bad_config_is_one_line_exit_1(cli: CLI, tmp_path: Path, body: str, expected: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(body)
+    code, out, err = cli("--config", path, "subscribers", "list")
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err + out
+
+
+def test_missing_config_file(cli: CLI, tmp_path: Path) -> None:
+    code, _, err = cli("--config", tmp_path / "nope.toml", "collect")
+    assert code == 1
+    assert "config file not found" in err and len(err.strip().splitlines()) == 1
+
+
+def test_usage_error_exits_2(cli: CLI) -> None:
+    assert cli("send", "--no-such-flag")[0] == 2
+
+
+def test_import_reports_bad_rows_and_is_idempotent(cli: CLI, tmp_path: Path) -> None:
+    config = write_config(tmp_path, _free_port())
+    roster = tmp_path / "roster.csv"
+    roster.write_text("email,name,topics,keywords\n"
+                      "a@example.org,A,llm;speech,\n"
+                      "not-an-address,B,,\n"
+                      "c@example.org,C,nosuchtopic,\n"
+                      "d@example.org,D,,graph;transformer\n")
+    code, out, err = cli("--config", config, "subscribers", "import", roster)
+    assert code == 0
+    assert "roster.csv:3" in err and "roster.csv:4" in err
+    assert "added 2" in out and "invalid 2" in out
+    code, out, _ = cli("--config", config, "subscribers", "import", roster)
+    assert "added 0" in out and "unchanged 2" in out
+    cli("--config", config, "subscribers", "remove", "a@example.org")
+    code, out, _ = cli("--config", config, "subscribers", "import", roster)
+    assert "skipped (suppressed) 1" in out
+    code, out, _ = cli("--config", config, "subscribers", "list", "--json")
+    status = {s["email"]: s["status"] for s in map(json.loads, out.strip().splitlines())}
+    assert status == {"a@example.org": "unsubscribed", "d@example.org": "active"}
+
+
+def test_subscribers_add_pending_and_confirmed(cli: CLI, tmp_path: Path) -> None:
+    config = write_config(tmp_path, _free_port())
+    assert cli("--config", config, "subscribers", "add", "P@Example.org", "--topic", "llm")[0] == 0
+    assert cli("--config", config, "subscribers", "add", "q@example.org", "--confirmed",
+               "--keyword", "speech")[0] == 0
+    code, _, err = cli("--config", config, "subscribers", "add", "r@example.org", "--topic", "zzz")
+    assert code == 1 and "unknown topic zzz" in err
+    code, out, _ = cli("--config", config, "subscribers", "list", "--json")
+    rows = {s["email"]: s for s in map(json.loads, out.strip().splitlines())}
+    assert rows["p@example.org"]["status"] == "pending"
+    assert rows["q@example.org"]["status"] == "active"
+    assert rows["q@example.org"]["keywords"] == ["speech"]
