@@ -26,14 +26,20 @@ from newsletter.config import Config, load_config
 from newsletter.deliver import OutboxSender, SMTPSender
 from newsletter.errors import InputError, NewsletterError
 from newsletter.models import RunReport, Subscriber, SubscriberStatus
-from newsletter.pipeline import SendInterrupted, collect, digests, preview, send_edition, source_specs
+from newsletter.pipeline import (
+    SendInterrupted,
+    collect,
+    digests,
+    preview,
+    send_edition,
+    source_specs,
+)
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 from newsletter.subscriptions import Signer, normalise_email, read_roster
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
-
 
 
 @dataclass
@@ -57,8 +63,14 @@ def _state() -> State:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "-c", "config", type=click.Path(path_type=Path), envvar="NEWSLETTER_CONFIG",
-              help="Config file [default: ./config.toml, or $NEWSLETTER_CONFIG].")
+@click.option(
+    "--config",
+    "-c",
+    "config",
+    type=click.Path(path_type=Path),
+    envvar="NEWSLETTER_CONFIG",
+    help="Config file [default: ./config.toml, or $NEWSLETTER_CONFIG].",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Say more.")
 @click.option("--now", hidden=True, help="Run as of this ISO date-time (for tests and replays).")
 @click.version_option(package_name="newsletter")
@@ -70,7 +82,9 @@ def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None)
         try:
             clock = datetime.fromisoformat(now)
         except ValueError:
-            raise click.BadParameter(f"{now!r} is not an ISO date-time", param_hint="--now") from None
+            raise click.BadParameter(
+                f"{now!r} is not an ISO date-time", param_hint="--now"
+            ) from None
         if clock.tzinfo is None:
             clock = clock.replace(tzinfo=UTC)
     ctx.obj = State(config or Path("config.toml"), verbose, clock)
@@ -94,8 +108,14 @@ def _print_json_lines(rows: Sequence[Any]) -> None:
 
 
 @app.command()
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("out/demo"),
-              show_default=True, help="Where to write the messages.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(path_type=Path),
+    default=Path("out/demo"),
+    show_default=True,
+    help="Where to write the messages.",
+)
 def demo(out_dir: Path) -> int:
     """Whole pipeline on the bundled sample with a local SMTP server; writes out/demo/."""
     from newsletter.demo import run_demo
@@ -103,8 +123,10 @@ def demo(out_dir: Path) -> int:
     result = run_demo(out_dir, _state().now)
     _collect_table(result.collected)
     _report_table(result.report, "Demo edition")
-    out.print(f"The local SMTP server accepted {result.received} message(s). "
-              f"Open {result.index} to read them.")
+    out.print(
+        f"The local SMTP server accepted {result.received} message(s). "
+        f"Open {result.index} to read them."
+    )
     return result.report.exit_code
 
 
@@ -135,14 +157,29 @@ def _collect(config: Config, now: datetime, store: Store | None = None) -> list[
 def _collect_table(rows: Sequence[Any]) -> None:
     table = Table(title="Sources")
     for col in ("source", "kind", "parsed", "new", "updated", "skipped", "status", "seconds"):
-        table.add_column(col, justify="right" if col in ("parsed", "new", "updated", "skipped",
-                                                         "seconds") else "left")
+        table.add_column(
+            col,
+            justify="right"
+            if col in ("parsed", "new", "updated", "skipped", "seconds")
+            else "left",
+        )
     for row in rows:
         d = row.as_dict()
-        status = f"[red]error: {d['error']}[/red]" if d["error"] else (
-            f"[yellow]{'; '.join(d['warnings'])}[/yellow]" if d["warnings"] else "ok")
-        table.add_row(d["source"], d["kind"], str(d["parsed"]), str(d["new"]), str(d["updated"]),
-                      str(d["skipped"]), status, f"{d['seconds']:.2f}")
+        status = (
+            f"[red]error: {d['error']}[/red]"
+            if d["error"]
+            else (f"[yellow]{'; '.join(d['warnings'])}[/yellow]" if d["warnings"] else "ok")
+        )
+        table.add_row(
+            d["source"],
+            d["kind"],
+            str(d["parsed"]),
+            str(d["new"]),
+            str(d["updated"]),
+            str(d["skipped"]),
+            status,
+            f"{d['seconds']:.2f}",
+        )
     out.print(table)
 
 
@@ -158,17 +195,37 @@ def rank(subscriber: str | None, as_json: bool) -> int:
             raise InputError(f"no subscriber {email}")
         result = digests(state.config, store, state.now, email)
     if as_json:
-        _print_json_lines([{"subscriber": d.subscriber.email, "items": [
-            {"id": i.paper.id, "title": i.paper.title, "url": i.paper.url, "score": i.score,
-             "reasons": list(i.reasons)} for i in d.items]} for d in result])
+        _print_json_lines(
+            [
+                {
+                    "subscriber": d.subscriber.email,
+                    "items": [
+                        {
+                            "id": i.paper.id,
+                            "title": i.paper.title,
+                            "url": i.paper.url,
+                            "score": i.score,
+                            "reasons": list(i.reasons),
+                        }
+                        for i in d.items
+                    ],
+                }
+                for d in result
+            ]
+        )
         return 0
     for d in result:
         table = Table(title=f"{d.subscriber.email} · {len(d.items)} paper(s)")
         for col in ("#", "score", "id", "title", "reasons"):
             table.add_column(col)
         for n, item in enumerate(d.items, start=1):
-            table.add_row(str(n), f"{item.score:.2f}", item.paper.id, item.paper.title,
-                          "; ".join(item.reasons))
+            table.add_row(
+                str(n),
+                f"{item.score:.2f}",
+                item.paper.id,
+                item.paper.title,
+                "; ".join(item.reasons),
+            )
         out.print(table)
     return 0
 
@@ -179,8 +236,9 @@ def _signing(config: Config) -> tuple[Signer, str]:
 
 
 @app.command("preview")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), required=True,
-              help="Folder to write into.")
+@click.option(
+    "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into."
+)
 @click.option("--subscriber", help="Only this subscriber (email).")
 def preview_cmd(out_dir: Path, subscriber: str | None) -> int:
     """Render digests to .html/.txt/.eml files and an index.html, without sending."""
@@ -191,8 +249,11 @@ def preview_cmd(out_dir: Path, subscriber: str | None) -> int:
     email = normalise_email(subscriber) if subscriber else None
     with _store(state.config) as store:
         composed = preview(state.config, store, signer, secret, state.now, email)
-    index = write_gallery(out_dir, [(c.digest.subscriber.email, c.data) for c in composed],
-                          f"{state.config.newsletter.name}: preview")
+    index = write_gallery(
+        out_dir,
+        [(c.digest.subscriber.email, c.data) for c in composed],
+        f"{state.config.newsletter.name}: preview",
+    )
     out.print(f"Wrote {len(composed)} preview(s); open {index}")
     return 0
 
@@ -221,18 +282,34 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
                 assert out_dir is not None
                 sender = OutboxSender(out_dir)
             else:
-                sender = SMTPSender(config.smtp.host, config.smtp.port, security=config.smtp.security,
-                                    username=config.smtp.username, password=config.smtp_password(),
-                                    timeout=config.smtp.timeout)
+                sender = SMTPSender(
+                    config.smtp.host,
+                    config.smtp.port,
+                    security=config.smtp.security,
+                    username=config.smtp.username,
+                    password=config.smtp_password(),
+                    timeout=config.smtp.timeout,
+                )
             report = _run_send(config, store, sender, signer, secret, state.now, dry_run, as_json)
         finally:
             if store is not real:
                 store.close()
     if as_json:
-        print(json.dumps({"edition": report.edition_date.isoformat(), "dry_run": report.dry_run,
-                          "sent": report.sent, "failed": report.failed, "bounced": report.bounced,
-                          "skipped_empty": report.skipped_empty, "already_done": report.already_done,
-                          "pending": report.pending, "deliveries": report.rows}))
+        print(
+            json.dumps(
+                {
+                    "edition": report.edition_date.isoformat(),
+                    "dry_run": report.dry_run,
+                    "sent": report.sent,
+                    "failed": report.failed,
+                    "bounced": report.bounced,
+                    "skipped_empty": report.skipped_empty,
+                    "already_done": report.already_done,
+                    "pending": report.pending,
+                    "deliveries": report.rows,
+                }
+            )
+        )
     else:
         _report_table(report, "Dry run (nothing sent)" if dry_run else "Edition")
         if dry_run:
@@ -240,8 +317,16 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
     return report.exit_code
 
 
-def _run_send(config: Config, store: Store, sender: Any, signer: Signer, secret: str,
-              now: datetime, dry_run: bool, quiet: bool) -> RunReport:
+def _run_send(
+    config: Config,
+    store: Store,
+    sender: Any,
+    signer: Signer,
+    secret: str,
+    now: datetime,
+    dry_run: bool,
+    quiet: bool,
+) -> RunReport:
     with Progress(console=err, transient=True, disable=quiet) as progress:
         task = progress.add_task("sending", total=None)
 
@@ -249,8 +334,11 @@ def _run_send(config: Config, store: Store, sender: Any, signer: Signer, secret:
             progress.update(task, completed=done, total=total)
 
         try:
-            return asyncio.run(send_edition(config, store, sender, signer, secret, now,
-                                            dry_run=dry_run, progress=tick))
+            return asyncio.run(
+                send_edition(
+                    config, store, sender, signer, secret, now, dry_run=dry_run, progress=tick
+                )
+            )
         except SendInterrupted as stop:
             err.print(f"error: {stop.cause}")
             return stop.report
@@ -261,12 +349,15 @@ def _report_table(report: RunReport, title: str) -> None:
     for col in ("subscriber", "papers", "status", "detail"):
         table.add_column(col)
     for row in report.rows:
-        table.add_row(str(row["subscriber"]), str(row["papers"]), str(row["status"]),
-                      str(row["detail"]))
+        table.add_row(
+            str(row["subscriber"]), str(row["papers"]), str(row["status"]), str(row["detail"])
+        )
     out.print(table)
-    out.print(f"sent {report.sent} · failed {report.failed} · bounced {report.bounced} · "
-              f"nothing new {report.skipped_empty} · already done {report.already_done} · "
-              f"pending {report.pending}")
+    out.print(
+        f"sent {report.sent} · failed {report.failed} · bounced {report.bounced} · "
+        f"nothing new {report.skipped_empty} · already done {report.already_done} · "
+        f"pending {report.pending}"
+    )
 
 
 @app.command()
@@ -284,17 +375,36 @@ def papers(since: str | None, as_json: bool) -> int:
     with _store(state.config) as store:
         found = store.papers_since(start)
     if as_json:
-        _print_json_lines([{"id": p.id, "title": p.title, "url": p.url, "sources": list(p.sources),
-                            "signals": {"upvotes": p.signals.upvotes, "stars": p.signals.stars,
-                                        "comments": p.signals.comments},
-                            "first_seen": p.first_seen.isoformat()} for p in found])
+        _print_json_lines(
+            [
+                {
+                    "id": p.id,
+                    "title": p.title,
+                    "url": p.url,
+                    "sources": list(p.sources),
+                    "signals": {
+                        "upvotes": p.signals.upvotes,
+                        "stars": p.signals.stars,
+                        "comments": p.signals.comments,
+                    },
+                    "first_seen": p.first_seen.isoformat(),
+                }
+                for p in found
+            ]
+        )
         return 0
     table = Table(title=f"{len(found)} paper(s)")
     for col in ("id", "title", "sources", "upvotes", "stars", "first seen"):
         table.add_column(col)
     for p in found:
-        table.add_row(p.id, p.title[:80], ", ".join(p.sources), str(p.signals.upvotes or ""),
-                      str(p.signals.stars or ""), p.first_seen.strftime("%Y-%m-%d %H:%M"))
+        table.add_row(
+            p.id,
+            p.title[:80],
+            ", ".join(p.sources),
+            str(p.signals.upvotes or ""),
+            str(p.signals.stars or ""),
+            p.first_seen.strftime("%Y-%m-%d %H:%M"),
+        )
     out.print(table)
     return 0
 
@@ -313,18 +423,26 @@ def subs_app() -> None:
 @click.option("--topic", multiple=True, help="Topic id from the config (repeatable).")
 @click.option("--keyword", multiple=True, help="Own keyword (repeatable).")
 @click.option("--confirmed", is_flag=True, help="Active at once (the operator vouches).")
-def subscribers_add(email: str, name: str, topic: tuple[str, ...], keyword: tuple[str, ...],
-                    confirmed: bool) -> int:
+def subscribers_add(
+    email: str, name: str, topic: tuple[str, ...], keyword: tuple[str, ...], confirmed: bool
+) -> int:
     """Add a subscriber (pending unless --confirmed)."""
     state = _state()
     known = {t.id for t in state.config.topics}
     unknown = [t for t in topic or [] if t not in known]
     if unknown:
-        raise InputError(f"unknown topic {', '.join(unknown)}",
-                         hint=f"topics in the config: {', '.join(sorted(known)) or 'none'}")
-    sub = Subscriber(id=0, email=normalise_email(email), name=name.strip(),
-                     status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
-                     topics=tuple(topic or ()), keywords=tuple(keyword or ()))
+        raise InputError(
+            f"unknown topic {', '.join(unknown)}",
+            hint=f"topics in the config: {', '.join(sorted(known)) or 'none'}",
+        )
+    sub = Subscriber(
+        id=0,
+        email=normalise_email(email),
+        name=name.strip(),
+        status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
+        topics=tuple(topic or ()),
+        keywords=tuple(keyword or ()),
+    )
     with _store(state.config) as store:
         outcome = store.upsert_subscriber(sub, state.now)
     if outcome == "suppressed":
@@ -341,16 +459,27 @@ def subscribers_list(as_json: bool) -> int:
     with _store(state.config) as store:
         subs = store.subscribers()
     if as_json:
-        _print_json_lines([{"email": s.email, "name": s.name, "status": s.status.value,
-                            "topics": list(s.topics), "keywords": list(s.keywords),
-                            "frequency": s.frequency} for s in subs])
+        _print_json_lines(
+            [
+                {
+                    "email": s.email,
+                    "name": s.name,
+                    "status": s.status.value,
+                    "topics": list(s.topics),
+                    "keywords": list(s.keywords),
+                    "frequency": s.frequency,
+                }
+                for s in subs
+            ]
+        )
         return 0
     table = Table(title=f"{len(subs)} subscriber(s)")
     for col in ("email", "name", "status", "topics", "keywords", "frequency"):
         table.add_column(col)
     for s in subs:
-        table.add_row(s.email, s.name, s.status.value, ", ".join(s.topics), ", ".join(s.keywords),
-                      s.frequency)
+        table.add_row(
+            s.email, s.name, s.status.value, ", ".join(s.topics), ", ".join(s.keywords), s.frequency
+        )
     out.print(table)
     return 0
 
@@ -381,9 +510,11 @@ def subscribers_import(file: Path, pending: bool) -> int:
             counts[store.upsert_subscriber(row.subscriber, state.now)] += 1
     for problem in roster.invalid:
         err.print(f"skipped {problem}")
-    out.print(f"added {counts['added']} · updated {counts['updated']} · unchanged "
-              f"{counts['unchanged']} · skipped (suppressed) {counts['suppressed']} · "
-              f"invalid {len(roster.invalid)}")
+    out.print(
+        f"added {counts['added']} · updated {counts['updated']} · unchanged "
+        f"{counts['unchanged']} · skipped (suppressed) {counts['suppressed']} · "
+        f"invalid {len(roster.invalid)}"
+    )
     return 0
 
 
@@ -393,8 +524,11 @@ def subscribers_import(file: Path, pending: bool) -> int:
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code (used by tests in-process)."""
     try:
-        result = app.main(args=list(argv) if argv is not None else None, prog_name="newsletter",
-                          standalone_mode=False)
+        result = app.main(
+            args=list(argv) if argv is not None else None,
+            prog_name="newsletter",
+            standalone_mode=False,
+        )
     except click.exceptions.Exit as exc:
         return int(exc.exit_code)
     except click.ClickException as exc:

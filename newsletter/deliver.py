@@ -42,8 +42,16 @@ def is_hard_bounce(result: SendResult) -> bool:
 class SMTPSender:
     """aiosmtplib over one reused connection (a pool comes with the delivery work)."""
 
-    def __init__(self, host: str, port: int, *, security: str = "none", username: str | None = None,
-                 password: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        security: str = "none",
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         self._host, self._port = host, port
         self._security = security
         self._username, self._password = username, password
@@ -53,9 +61,13 @@ class SMTPSender:
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
-        smtp = aiosmtplib.SMTP(hostname=self._host, port=self._port, timeout=self._timeout,
-                               use_tls=self._security == "tls",
-                               start_tls=True if self._security == "starttls" else False)
+        smtp = aiosmtplib.SMTP(
+            hostname=self._host,
+            port=self._port,
+            timeout=self._timeout,
+            use_tls=self._security == "tls",
+            start_tls=self._security == "starttls",
+        )
         try:
             await smtp.connect()
             if self._username:
@@ -63,12 +75,14 @@ class SMTPSender:
         except aiosmtplib.SMTPAuthenticationError as exc:
             raise SMTPUnavailableError(
                 f"SMTP login to {self._host}:{self._port} refused ({exc.code})",
-                hint="check smtp.username and the password") from None
+                hint="check smtp.username and the password",
+            ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SMTPUnavailableError(
                 f"cannot reach the SMTP server at {self._host}:{self._port}: "
                 f"{exc.__class__.__name__}",
-                hint="is the server running? see [smtp] in the config") from None
+                hint="is the server running? see [smtp] in the config",
+            ) from None
         self._smtp = smtp
         return smtp
 

@@ -35,10 +35,12 @@ class DemoResult:
 
 def demo_config(database: Path, smtp_port: int) -> Config:
     base = load_config(sample_dir() / "config.toml")
-    return base.model_copy(update={
-        "newsletter": base.newsletter.model_copy(update={"database": str(database)}),
-        "smtp": SMTPSection(host="127.0.0.1", port=smtp_port, security="none", timeout=10),
-    })
+    return base.model_copy(
+        update={
+            "newsletter": base.newsletter.model_copy(update={"database": str(database)}),
+            "smtp": SMTPSection(host="127.0.0.1", port=smtp_port, security="none", timeout=10),
+        }
+    )
 
 
 def run_demo(out_dir: Path, now: datetime) -> DemoResult:
@@ -47,8 +49,9 @@ def run_demo(out_dir: Path, now: datetime) -> DemoResult:
         config = demo_config(Path(tmp) / "demo.db", server.port)
         store = Store.open(config.database_url())
         try:
-            roster = read_roster(bundled("subscribers") / "demo.toml",
-                                 topic_ids={t.id for t in config.topics})
+            roster = read_roster(
+                bundled("subscribers") / "demo.toml", topic_ids={t.id for t in config.topics}
+            )
             for row in roster.rows:
                 store.upsert_subscriber(row.subscriber, now)
             fetcher = HttpFetcher()
@@ -61,6 +64,9 @@ def run_demo(out_dir: Path, now: datetime) -> DemoResult:
         finally:
             store.close()
         received = server.received
-    index = write_gallery(out_dir, [(r.rcpt_tos[0], r.data) for r in received],
-                          f"{config.newsletter.name}: demo edition")
+    index = write_gallery(
+        out_dir,
+        [(r.rcpt_tos[0], r.data) for r in received],
+        f"{config.newsletter.name}: demo edition",
+    )
     return DemoResult(collected, report, len(received), index)

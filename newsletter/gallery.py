@@ -19,9 +19,11 @@ def parts(data: bytes) -> tuple[str, str, str]:
     assert isinstance(msg, EmailMessage)
     html_part = msg.get_body(("html",))
     text_part = msg.get_body(("plain",))
-    return (str(msg.get("Subject", "")),
-            html_part.get_content() if html_part is not None else "",  # type: ignore[attr-defined]
-            text_part.get_content() if text_part is not None else "")  # type: ignore[attr-defined]
+    return (
+        str(msg.get("Subject", "")),
+        html_part.get_content() if html_part is not None else "",
+        text_part.get_content() if text_part is not None else "",
+    )
 
 
 def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: str) -> Path:
@@ -45,14 +47,15 @@ def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: s
         )
     index = out_dir / "index.html"
     index.write_text(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{html.escape(title)}</title><style>body{{font-family:system-ui,sans-serif;"
         "margin:2rem;color:#1f2328}table{border-collapse:collapse}td,th{padding:.4rem .8rem;"
         "border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
         f"<h1>{html.escape(title)}</h1><p>{len(rows)} message(s).</p><table>"
         "<tr><th>Recipient</th><th>Subject</th><th>Open</th></tr>"
-        + "".join(rows) + "</table></body></html>\n",
+        + "".join(rows)
+        + "</table></body></html>\n",
         encoding="utf-8",
     )
     return index

@@ -38,8 +38,9 @@ def sender_domain(sender: str) -> str:
 
 def message_id(secret: str, edition: date, subscriber_id: int, domain: str) -> str:
     """Stable per (edition, subscriber): a retry or a dry run carries the same Message-ID."""
-    digest = hmac.new(secret.encode(), f"msgid:{edition.isoformat()}:{subscriber_id}".encode(),
-                      hashlib.sha256).hexdigest()[:24]
+    digest = hmac.new(
+        secret.encode(), f"msgid:{edition.isoformat()}:{subscriber_id}".encode(), hashlib.sha256
+    ).hexdigest()[:24]
     return f"<{edition.strftime('%Y%m%d')}.{digest}@{domain}>"
 
 
@@ -58,8 +59,15 @@ def list_id_for(name: str, domain: str) -> str:
     return f"{header_safe(name)} <{slug}.{domain}>"
 
 
-def build_message(email: RenderedEmail, *, to_name: str, to_addr: str, headers: ListHeaders,
-                  msg_id: str, now: datetime) -> EmailMessage:
+def build_message(
+    email: RenderedEmail,
+    *,
+    to_name: str,
+    to_addr: str,
+    headers: ListHeaders,
+    msg_id: str,
+    now: datetime,
+) -> EmailMessage:
     """The complete message: text part first, HTML alternative second."""
     msg = EmailMessage(policy=SMTP)
     from_name, from_addr = parseaddr(headers.sender)

@@ -53,9 +53,17 @@ class CollectRow:
 
     def as_dict(self) -> dict[str, object]:
         o = self.outcome
-        return {"source": o.name, "kind": o.kind, "parsed": len(o.papers), "new": self.new,
-                "updated": self.updated, "skipped": o.skipped, "warnings": o.warnings,
-                "error": o.error, "seconds": round(o.seconds, 3)}
+        return {
+            "source": o.name,
+            "kind": o.kind,
+            "parsed": len(o.papers),
+            "new": self.new,
+            "updated": self.updated,
+            "skipped": o.skipped,
+            "warnings": o.warnings,
+            "error": o.error,
+            "seconds": round(o.seconds, 3),
+        }
 
 
 def edition_date_for(now: datetime, zone: str) -> date:
@@ -67,8 +75,10 @@ def source_specs(config: Config) -> list[SourceSpec]:
     return [SourceSpec(s.name, s.kind, config.source_location(s)) for s in config.sources]
 
 
-def collect(store: Store, specs: Sequence[SourceSpec], fetcher: Fetcher, now: datetime) -> list[CollectRow]:
-    """Fetch every source and merge what parsed; a failed source stores nothing and stops nothing."""
+def collect(
+    store: Store, specs: Sequence[SourceSpec], fetcher: Fetcher, now: datetime
+) -> list[CollectRow]:
+    """Fetch every source and merge what parsed; a failing source stores and stops nothing."""
     rows = []
     for outcome in collect_all(specs, fetcher):
         row = CollectRow(outcome)
@@ -86,7 +96,9 @@ def is_due(subscriber: Subscriber, edition: date) -> bool:
 class Edition:
     """The once-per-edition state: candidates, ranking context, history, renderer."""
 
-    def __init__(self, config: Config, store: Store, now: datetime, renderer: Renderer | None = None) -> None:
+    def __init__(
+        self, config: Config, store: Store, now: datetime, renderer: Renderer | None = None
+    ) -> None:
         self.config = config
         self.store = store
         self.now = now
@@ -102,30 +114,34 @@ class Edition:
     def renderer(self) -> Renderer:
         if self._renderer is None:
             nl = self.config.newsletter
-            self._renderer = Renderer(Branding(nl.name, nl.base_url, nl.postal_address),
-                                      self.config.templates_dir())
+            self._renderer = Renderer(
+                Branding(nl.name, nl.base_url, nl.postal_address), self.config.templates_dir()
+            )
         return self._renderer
 
     def history(self, subscribers: Sequence[Subscriber]) -> dict[int, set[str]]:
         if self._history is None:
-            self._history = self.store.sent_paper_ids([s.id for s in subscribers],
-                                                      [p.id for p in self.candidates])
+            self._history = self.store.sent_paper_ids(
+                [s.id for s in subscribers], [p.id for p in self.candidates]
+            )
         return self._history
 
     def digest(self, subscriber: Subscriber, history: dict[int, set[str]]) -> Digest:
-        items = self.context.rank(subscriber, history.get(subscriber.id, set()),
-                                  self.config.digest.max_papers)
+        items = self.context.rank(
+            subscriber, history.get(subscriber.id, set()), self.config.digest.max_papers
+        )
         return Digest(subscriber, self.date, tuple(items))
 
     def links(self, signer: Signer, subscriber: Subscriber) -> Links:
         base = self.config.newsletter.base_url
         return Links(
             unsubscribe=f"{base}/unsubscribe/{signer.make('unsubscribe', subscriber.id)}",
-            archive=f"{base}/archive/{self.date.isoformat()}/{signer.make('archive', subscriber.id)}",
+            archive=f"{base}/archive/{self.date}/{signer.make('archive', subscriber.id)}",
         )
 
-    def compose(self, digest: Digest, signer: Signer, secret: str,
-                msg_id: str | None = None) -> Composed:
+    def compose(
+        self, digest: Digest, signer: Signer, secret: str, msg_id: str | None = None
+    ) -> Composed:
         """Render one digest and wrap it in its message, headers and all."""
         nl = self.config.newsletter
         sub = digest.subscriber
@@ -133,10 +149,19 @@ class Edition:
         links = self.links(signer, sub)
         rendered = self.renderer.render(digest, links)
         msg_id = msg_id or message_id(secret, self.date, sub.id, domain)
-        msg = build_message(rendered, to_name=sub.name, to_addr=sub.email, msg_id=msg_id,
-                            now=self.now,
-                            headers=ListHeaders(nl.sender, nl.list_id or list_id_for(nl.name, domain),
-                                                links.unsubscribe, nl.unsubscribe_mailto))
+        msg = build_message(
+            rendered,
+            to_name=sub.name,
+            to_addr=sub.email,
+            msg_id=msg_id,
+            now=self.now,
+            headers=ListHeaders(
+                nl.sender,
+                nl.list_id or list_id_for(nl.name, domain),
+                links.unsubscribe,
+                nl.unsubscribe_mailto,
+            ),
+        )
         return Composed(digest, rendered.subject, msg_id, to_bytes(msg))
 
 
@@ -163,23 +188,39 @@ def _digests(edition: Edition, store: Store, email: str | None) -> list[Digest]:
     return [edition.digest(s, history) for s in subs]
 
 
-def preview(config: Config, store: Store, signer: Signer, secret: str, now: datetime,
-            email: str | None = None) -> list[Composed]:
+def preview(
+    config: Config,
+    store: Store,
+    signer: Signer,
+    secret: str,
+    now: datetime,
+    email: str | None = None,
+) -> list[Composed]:
     """The message each active subscriber would get now, ledger untouched."""
     edition = Edition(config, store, now)
     return [edition.compose(d, signer, secret) for d in _digests(edition, store, email)]
 
 
-async def send_edition(config: Config, store: Store, sender: Sender, signer: Signer, secret: str,
-                       now: datetime, *, dry_run: bool = False,
-                       progress: Progress | None = None) -> RunReport:
+async def send_edition(
+    config: Config,
+    store: Store,
+    sender: Sender,
+    signer: Signer,
+    secret: str,
+    now: datetime,
+    *,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> RunReport:
     """Deliver today's edition to every due subscriber not yet served; resumable."""
     edition = Edition(config, store, now)
     report = RunReport(edition.date, dry_run=dry_run)
     edition_id = store.edition(edition.date, now)
     store.recover_interrupted(edition_id, now)
     active = {s.id: s for s in store.subscribers(SubscriberStatus.ACTIVE)}
-    store.plan_deliveries(edition_id, [s.id for s in active.values() if is_due(s, edition.date)], now)
+    store.plan_deliveries(
+        edition_id, [s.id for s in active.values() if is_due(s, edition.date)], now
+    )
     rows = store.deliveries(edition_id)
     history = edition.history(list(active.values()))
     from_addr = parseaddr(config.newsletter.sender)[1]
@@ -207,19 +248,22 @@ async def send_edition(config: Config, store: Store, sender: Sender, signer: Sig
         if not store.claim(row["id"], composed.message_id, [i.paper.id for i in digest.items], now):
             continue  # another process took it
         try:
-            result = await sender.send(OutgoingMessage(sub.id, from_addr, sub.email,
-                                                       composed.message_id, composed.data))
+            result = await sender.send(
+                OutgoingMessage(sub.id, from_addr, sub.email, composed.message_id, composed.data)
+            )
         except SMTPUnavailableError as exc:
             store.release(row["id"], now)
-            report.pending = sum(1 for r in rows[done - 1:]
-                                 if r["status"] in ("pending", "uncertain", "failed"))
+            report.pending = sum(
+                1 for r in rows[done - 1 :] if r["status"] in ("pending", "uncertain", "failed")
+            )
             report.rows.append(_row(sub, len(digest.items), "pending", str(exc)))
             raise SendInterrupted(report, exc) from None
         if result.ok:
             store.mark_sent(row["id"], result.reply[:200], now)
             report.sent += 1
-            report.rows.append(_row(sub, len(digest.items), "written" if dry_run else "sent",
-                                    composed.subject))
+            report.rows.append(
+                _row(sub, len(digest.items), "written" if dry_run else "sent", composed.subject)
+            )
         elif is_hard_bounce(result):
             store.mark(row["id"], DeliveryStatus.BOUNCED, f"{result.code} {result.reply}", now)
             store.set_subscriber_status(sub.email, SubscriberStatus.BOUNCED, now)
@@ -228,7 +272,9 @@ async def send_edition(config: Config, store: Store, sender: Sender, signer: Sig
         else:
             store.mark(row["id"], DeliveryStatus.FAILED, f"{result.code} {result.reply}", now)
             report.failed += 1
-            report.rows.append(_row(sub, len(digest.items), "failed", f"{result.code} {result.reply}"))
+            report.rows.append(
+                _row(sub, len(digest.items), "failed", f"{result.code} {result.reply}")
+            )
     await sender.close()
     return report
 
@@ -240,7 +286,6 @@ class SendInterrupted(Exception):
         super().__init__(str(cause))
         self.report = report
         self.cause = cause
-
 
 
 def _row(sub: Subscriber, papers: int, status: str, detail: str) -> dict[str, object]:

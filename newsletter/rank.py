@@ -48,8 +48,11 @@ class Match:
 
 def trending_score(paper: StoredPaper) -> float:
     s = paper.signals
-    return (math.log1p(s.upvotes or 0) + 0.5 * math.log1p(s.stars or 0)
-            + 0.3 * math.log1p(s.comments or 0))
+    return (
+        math.log1p(s.upvotes or 0)
+        + 0.5 * math.log1p(s.stars or 0)
+        + 0.3 * math.log1p(s.comments or 0)
+    )
 
 
 def match(prepared: _Prepared, terms: Iterable[str], categories: Iterable[str]) -> Match | None:
@@ -60,8 +63,11 @@ def match(prepared: _Prepared, terms: Iterable[str], categories: Iterable[str]) 
         needle = normalise(term)
         if needle == "  ":
             continue
-        s = (TITLE_WEIGHT * (needle in prepared.title) + KEYWORD_WEIGHT * (needle in prepared.keywords)
-             + ABSTRACT_WEIGHT * (needle in prepared.abstract))
+        s = (
+            TITLE_WEIGHT * (needle in prepared.title)
+            + KEYWORD_WEIGHT * (needle in prepared.keywords)
+            + ABSTRACT_WEIGHT * (needle in prepared.abstract)
+        )
         if s:
             score += s
             hit_terms.append(term)
@@ -81,8 +87,14 @@ class RankingContext:
     def __init__(self, papers: Sequence[StoredPaper], topics: Mapping[str, Topic]) -> None:
         self.topics = topics
         self.papers = [
-            _Prepared(p, normalise(p.title), normalise(p.abstract), normalise(" ; ".join(p.keywords)),
-                      frozenset(p.categories), trending_score(p))
+            _Prepared(
+                p,
+                normalise(p.title),
+                normalise(p.abstract),
+                normalise(" ; ".join(p.keywords)),
+                frozenset(p.categories),
+                trending_score(p),
+            )
             for p in papers
         ]
         self.topic_matches: dict[str, dict[int, Match]] = {
@@ -101,7 +113,9 @@ class RankingContext:
     def _keyword_matches(self, keywords: tuple[str, ...]) -> dict[int, Match]:
         return self._matches(keywords, ())
 
-    def rank(self, subscriber: Subscriber, already_sent: set[str], max_papers: int) -> list[DigestItem]:
+    def rank(
+        self, subscriber: Subscriber, already_sent: set[str], max_papers: int
+    ) -> list[DigestItem]:
         """The subscriber's digest: best topic match per paper, never a paper already sent."""
         best: dict[int, tuple[Match, str | None]] = {}
         sources: list[tuple[str | None, dict[int, Match]]] = [
@@ -116,14 +130,20 @@ class RankingContext:
                 if i not in best or m.score > best[i][0].score:
                     best[i] = (m, tid)
         chosen = [
-            (i, m, tid) for i, (m, tid) in best.items() if self.papers[i].paper.id not in already_sent
+            (i, m, tid)
+            for i, (m, tid) in best.items()
+            if self.papers[i].paper.id not in already_sent
         ]
-        chosen.sort(key=lambda x: (-x[1].score, -self.papers[x[0]].trending, self.papers[x[0]].paper.id))
+        chosen.sort(
+            key=lambda x: (-x[1].score, -self.papers[x[0]].trending, self.papers[x[0]].paper.id)
+        )
         items = []
         for i, m, tid in chosen[:max_papers]:
             prepared = self.papers[i]
             score = round(m.score + TRENDING_WEIGHT * prepared.trending, 4)
-            items.append(DigestItem(prepared.paper, score, tid, self._reasons(m, tid, prepared.paper)))
+            items.append(
+                DigestItem(prepared.paper, score, tid, self._reasons(m, tid, prepared.paper))
+            )
         return items
 
     def _reasons(self, m: Match, tid: str | None, paper: StoredPaper) -> tuple[str, ...]:

@@ -74,11 +74,15 @@ class Renderer:
         search = [str(templates_dir)] if templates_dir else []
         search.append(str(bundled("templates")))
         loader = jinja2.FileSystemLoader(search)
-        self._html_env = jinja2.Environment(loader=loader, autoescape=True,
-                                            undefined=jinja2.StrictUndefined)
-        self._text_env = jinja2.Environment(loader=loader, autoescape=False,
-                                            undefined=jinja2.StrictUndefined,
-                                            keep_trailing_newline=True)
+        self._html_env = jinja2.Environment(
+            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined
+        )
+        self._text_env = jinja2.Environment(
+            loader=loader,
+            autoescape=False,
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=True,
+        )
         self._html = self._compile_mjml(loader)
         try:
             self._text = self._text_env.get_template(TEXT_TEMPLATE)

@@ -33,8 +33,14 @@ class RecordingHandler:
     received: list[Received] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if address in self.reject:
             return self.reject[address]
         envelope.rcpt_tos.append(address)
@@ -55,7 +61,7 @@ class LocalSMTPServer:
         self.port = port
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     def __enter__(self) -> LocalSMTPServer:
         self.start()
@@ -67,10 +73,12 @@ class LocalSMTPServer:
     def start(self) -> None:
         self._thread.start()
 
-        async def create() -> asyncio.AbstractServer:
+        async def create() -> asyncio.Server:
             return await self._loop.create_server(
                 lambda: SMTP(self.handler, hostname="localhost", decode_data=False),
-                host=self.host, port=self.port)
+                host=self.host,
+                port=self.port,
+            )
 
         self._server = asyncio.run_coroutine_threadsafe(create(), self._loop).result(timeout=10)
         self.port = self._server.sockets[0].getsockname()[1]

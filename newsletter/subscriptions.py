@@ -83,7 +83,9 @@ def _as_list(value: Any) -> tuple[str, ...]:
     raise ValueError("expected a list of strings (in CSV: values separated by ';')")
 
 
-def _row(record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None) -> Subscriber:
+def _row(
+    record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None
+) -> Subscriber:
     unknown = set(record) - {"email", "name", "topics", "keywords", "frequency", "timezone"}
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
@@ -96,9 +98,16 @@ def _row(record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] |
     frequency = str(record.get("frequency") or "daily")
     if frequency not in ("daily", "weekly"):
         raise ValueError(f"frequency {frequency!r}: expected daily or weekly")
-    return Subscriber(id=0, email=email, name=str(record.get("name") or "").strip()[:200],
-                      status=status, topics=topics, keywords=_as_list(record.get("keywords")),
-                      frequency=frequency, timezone=str(record.get("timezone") or "UTC"))
+    return Subscriber(
+        id=0,
+        email=email,
+        name=str(record.get("name") or "").strip()[:200],
+        status=status,
+        topics=topics,
+        keywords=_as_list(record.get("keywords")),
+        frequency=frequency,
+        timezone=str(record.get("timezone") or "UTC"),
+    )
 
 
 def read_roster(path: Path, *, pending: bool = False, topic_ids: set[str] | None = None) -> Roster:
@@ -131,14 +140,21 @@ def read_roster(path: Path, *, pending: bool = False, topic_ids: set[str] | None
         reader = csv.DictReader(io.StringIO(text))
         header = reader.fieldnames or []
         if "email" not in header:
-            raise RosterError(f"roster {path}: the first line must be a header with an email column",
-                              hint="e.g. email,name,topics,keywords")
+            raise RosterError(
+                f"roster {path}: the first line must be a header with an email column",
+                hint="e.g. email,name,topics,keywords",
+            )
         for record in reader:
             if None in record:
                 roster.invalid.append(f"{path}:{reader.line_num}: more cells than header columns")
                 continue
-            records.append((reader.line_num, {k: v for k, v in record.items() if v not in (None, "")}
-                            | {"email": record.get("email") or ""}))
+            records.append(
+                (
+                    reader.line_num,
+                    {k: v for k, v in record.items() if v not in (None, "")}
+                    | {"email": record.get("email") or ""},
+                )
+            )
     else:
         raise RosterError(f"roster {path}: unknown format", hint="use a .csv or .toml file")
     seen: set[str] = set()
@@ -157,5 +173,8 @@ def read_roster(path: Path, *, pending: bool = False, topic_ids: set[str] | None
 
 
 def _toml_table_lines(text: str) -> list[int]:
-    return [n for n, line in enumerate(text.splitlines(), start=1)
-            if line.strip().startswith("[[subscribers]]")]
+    return [
+        n
+        for n, line in enumerate(text.splitlines(), start=1)
+        if line.strip().startswith("[[subscribers]]")
+    ]

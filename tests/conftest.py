@@ -17,8 +17,9 @@ FIXTURES = REPO.parent / "shared" / "fixtures"
 SECRET = "test-secret-0123456789abcdef"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
-needs_fixtures = pytest.mark.skipif(not FIXTURES.is_dir(),
-                                    reason=f"captured feeds not found at {FIXTURES}")
+needs_fixtures = pytest.mark.skipif(
+    not FIXTURES.is_dir(), reason=f"captured feeds not found at {FIXTURES}"
+)
 
 
 @pytest.fixture
@@ -33,7 +34,9 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
 
 
-def write_config(tmp_path: Path, smtp_port: int, *, extra: str = "", sources: str | None = None) -> Path:
+def write_config(
+    tmp_path: Path, smtp_port: int, *, extra: str = "", sources: str | None = None
+) -> Path:
     """A config using the bundled sample feeds, a database in tmp_path and the given SMTP port."""
     sample = sample_dir()
     if sources is None:
@@ -41,17 +44,18 @@ def write_config(tmp_path: Path, smtp_port: int, *, extra: str = "", sources: st
 [[sources]]
 name = "arxiv-cs"
 kind = "arxiv-rss"
-url = "{sample / 'arxiv-cs.xml'}"
+url = "{sample / "arxiv-cs.xml"}"
 
 [[sources]]
 name = "hf-daily"
 kind = "hf-daily"
-url = "file://{sample / 'hf-daily.json'}"
+url = "file://{sample / "hf-daily.json"}"
 '''
     topics = (sample / "config.toml").read_text(encoding="utf-8")
-    topics = topics[topics.index("[[topics]]"):]
+    topics = topics[topics.index("[[topics]]") :]
     path = tmp_path / "config.toml"
-    path.write_text(f'''
+    path.write_text(
+        f"""
 [newsletter]
 name = "Test Digest"
 sender = "Test Digest <digest@test.example>"
@@ -66,7 +70,9 @@ timeout = 5
 {sources}
 {topics}
 {extra}
-''', encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 

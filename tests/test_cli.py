@@ -11,8 +11,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-
 from conftest import CLI, NOW, write_config
+
 from newsletter.smtp_server import LocalSMTPServer
 
 
@@ -29,7 +29,9 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_demo_writes_one_message_per_subscriber(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+def test_demo_writes_one_message_per_subscriber(
+    cli: CLI, tmp_path: Path, demo_roster: Path
+) -> None:
     out = tmp_path / "demo"
     code, stdout, _ = cli("demo", "--out", out)
     assert code == 0
@@ -43,8 +45,9 @@ def test_demo_writes_one_message_per_subscriber(cli: CLI, tmp_path: Path, demo_r
     assert "sent" in stdout and "accepted 5 message(s)" in stdout
 
 
-def test_send_delivers_once_per_edition(cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer,
-                                        demo_roster: Path) -> None:
+def test_send_delivers_once_per_edition(
+    cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer, demo_roster: Path
+) -> None:
     config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
     code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--json")
     assert code == 0, err
@@ -56,8 +59,9 @@ def test_send_delivers_once_per_edition(cli: CLI, tmp_path: Path, smtp_server: L
         msg = message_from_bytes(r.data, policy=policy.default)
         assert msg["To"].addresses[0].addr_spec == r.rcpt_tos[0]
 
-    code, out, _ = cli("--config", config, "--now", (NOW + timedelta(hours=2)).isoformat(),
-                       "send", "--json")
+    code, out, _ = cli(
+        "--config", config, "--now", (NOW + timedelta(hours=2)).isoformat(), "send", "--json"
+    )
     assert code == 0
     again = json.loads(out.strip().splitlines()[-1])
     assert again["sent"] == 0 and again["already_done"] == 5
@@ -70,17 +74,19 @@ def _paper_ids(data: bytes) -> set[str]:
     return set(re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text))
 
 
-def test_paper_sent_yesterday_is_not_sent_today(cli: CLI, tmp_path: Path,
-                                               smtp_server: LocalSMTPServer, demo_roster: Path) -> None:
+def test_paper_sent_yesterday_is_not_sent_today(
+    cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer, demo_roster: Path
+) -> None:
     config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
     assert cli("--config", config, "--now", NOW.isoformat(), "send")[0] == 0
     day1 = {r.rcpt_tos[0]: _paper_ids(r.data) for r in smtp_server.received}
     assert all(day1.values())
-    code, out, _ = cli("--config", config, "--now", (NOW + timedelta(days=1)).isoformat(),
-                       "send", "--json")
+    code, out, _ = cli(
+        "--config", config, "--now", (NOW + timedelta(days=1)).isoformat(), "send", "--json"
+    )
     assert code == 0
     report = json.loads(out.strip().splitlines()[-1])
-    day2 = {r.rcpt_tos[0]: _paper_ids(r.data) for r in smtp_server.received[len(day1):]}
+    day2 = {r.rcpt_tos[0]: _paper_ids(r.data) for r in smtp_server.received[len(day1) :]}
     assert report["sent"] == len(day2)
     # the same feeds again: whoever gets a second email gets only papers not sent before,
     # and those who were sent everything relevant get nothing
@@ -90,14 +96,24 @@ def test_paper_sent_yesterday_is_not_sent_today(cli: CLI, tmp_path: Path,
     assert report["skipped_empty"] >= 1
 
 
-def test_dry_run_touches_neither_smtp_nor_database(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+def test_dry_run_touches_neither_smtp_nor_database(
+    cli: CLI, tmp_path: Path, demo_roster: Path
+) -> None:
     port = _free_port()
     config = _setup(cli, tmp_path, port, demo_roster)
     db = tmp_path / "var" / "test.db"
     before = hashlib.sha256(db.read_bytes()).hexdigest()
     with LocalSMTPServer(port=port) as server:
-        code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--dry-run",
-                             "--out", tmp_path / "outbox")
+        code, _out, err = cli(
+            "--config",
+            config,
+            "--now",
+            NOW.isoformat(),
+            "send",
+            "--dry-run",
+            "--out",
+            tmp_path / "outbox",
+        )
         assert code == 0, err
         assert server.received == []
     assert hashlib.sha256(db.read_bytes()).hexdigest() == before
@@ -113,7 +129,8 @@ def test_dry_run_touches_neither_smtp_nor_database(cli: CLI, tmp_path: Path, dem
 
 
 def test_server_down_leaves_everyone_pending_then_rerun_delivers(
-        cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    cli: CLI, tmp_path: Path, demo_roster: Path
+) -> None:
     port = _free_port()
     config = _setup(cli, tmp_path, port, demo_roster)
     code, out, err = cli("--config", config, "--now", NOW.isoformat(), "send", "--json")
@@ -122,12 +139,19 @@ def test_server_down_leaves_everyone_pending_then_rerun_delivers(
     assert report["sent"] == 0 and report["pending"] == 5
     assert err.count("cannot reach the SMTP server") == 1
     with LocalSMTPServer(port=port) as server:
-        code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "send", "--json",
-                           "--no-collect")
+        code, out, _ = cli(
+            "--config", config, "--now", NOW.isoformat(), "send", "--json", "--no-collect"
+        )
         assert code == 0
         assert sorted(r.rcpt_tos[0] for r in server.received) == sorted(
-            ["ada@example.org", "alan@example.org", "grace@example.org", "claude@example.org",
-             "emmy@example.org"])
+            [
+                "ada@example.org",
+                "alan@example.org",
+                "grace@example.org",
+                "claude@example.org",
+                "emmy@example.org",
+            ]
+        )
 
 
 def test_rank_json_lines(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
@@ -136,15 +160,27 @@ def test_rank_json_lines(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
     code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "rank", "--json")
     assert code == 0
     lines = [json.loads(line) for line in out.strip().splitlines()]
-    assert {d["subscriber"] for d in lines} == {"ada@example.org", "alan@example.org",
-                                               "grace@example.org", "claude@example.org",
-                                               "emmy@example.org"}
+    assert {d["subscriber"] for d in lines} == {
+        "ada@example.org",
+        "alan@example.org",
+        "grace@example.org",
+        "claude@example.org",
+        "emmy@example.org",
+    }
     for d in lines:
         for item in d["items"]:
             assert set(item) == {"id", "title", "url", "score", "reasons"}
             assert item["reasons"]
-    code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "rank", "--json",
-                       "--subscriber", "ada@example.org")
+    code, out, _ = cli(
+        "--config",
+        config,
+        "--now",
+        NOW.isoformat(),
+        "rank",
+        "--json",
+        "--subscriber",
+        "ada@example.org",
+    )
     assert code == 0
     assert [json.loads(x)["subscriber"] for x in out.strip().splitlines()] == ["ada@example.org"]
 
@@ -167,11 +203,24 @@ def test_collect_json_and_papers(cli: CLI, tmp_path: Path, demo_roster: Path) ->
 def test_preview_writes_gallery(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
     config = _setup(cli, tmp_path, _free_port(), demo_roster)
     cli("--config", config, "--now", NOW.isoformat(), "collect")
-    code, _, err = cli("--config", config, "--now", NOW.isoformat(), "preview", "--out",
-                       tmp_path / "pv", "--subscriber", "grace@example.org")
+    code, _, err = cli(
+        "--config",
+        config,
+        "--now",
+        NOW.isoformat(),
+        "preview",
+        "--out",
+        tmp_path / "pv",
+        "--subscriber",
+        "grace@example.org",
+    )
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pv").iterdir()) == [
-        "grace@example.org.eml", "grace@example.org.html", "grace@example.org.txt", "index.html"]
+        "grace@example.org.eml",
+        "grace@example.org.html",
+        "grace@example.org.txt",
+        "index.html",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -207,11 +256,13 @@ def test_usage_error_exits_2(cli: CLI) -> None:
 def test_import_reports_bad_rows_and_is_idempotent(cli: CLI, tmp_path: Path) -> None:
     config = write_config(tmp_path, _free_port())
     roster = tmp_path / "roster.csv"
-    roster.write_text("email,name,topics,keywords\n"
-                      "a@example.org,A,llm;speech,\n"
-                      "not-an-address,B,,\n"
-                      "c@example.org,C,nosuchtopic,\n"
-                      "d@example.org,D,,graph;transformer\n")
+    roster.write_text(
+        "email,name,topics,keywords\n"
+        "a@example.org,A,llm;speech,\n"
+        "not-an-address,B,,\n"
+        "c@example.org,C,nosuchtopic,\n"
+        "d@example.org,D,,graph;transformer\n"
+    )
     code, out, err = cli("--config", config, "subscribers", "import", roster)
     assert code == 0
     assert "roster.csv:3" in err and "roster.csv:4" in err
@@ -229,8 +280,19 @@ def test_import_reports_bad_rows_and_is_idempotent(cli: CLI, tmp_path: Path) -> 
 def test_subscribers_add_pending_and_confirmed(cli: CLI, tmp_path: Path) -> None:
     config = write_config(tmp_path, _free_port())
     assert cli("--config", config, "subscribers", "add", "P@Example.org", "--topic", "llm")[0] == 0
-    assert cli("--config", config, "subscribers", "add", "q@example.org", "--confirmed",
-               "--keyword", "speech")[0] == 0
+    assert (
+        cli(
+            "--config",
+            config,
+            "subscribers",
+            "add",
+            "q@example.org",
+            "--confirmed",
+            "--keyword",
+            "speech",
+        )[0]
+        == 0
+    )
     code, _, err = cli("--config", config, "subscribers", "add", "r@example.org", "--topic", "zzz")
     assert code == 1 and "unknown topic zzz" in err
     code, out, _ = cli("--config", config, "subscribers", "list", "--json")

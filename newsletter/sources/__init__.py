@@ -52,7 +52,10 @@ def collect_one(spec: SourceSpec, fetcher: Fetcher) -> SourceOutcome:
         data = fetcher.fetch(spec.location)
         parsed = PARSERS[spec.kind](data, spec.name)
         outcome.papers, outcome.warnings, outcome.skipped = (
-            parsed.papers, parsed.warnings, parsed.skipped)
+            parsed.papers,
+            parsed.warnings,
+            parsed.skipped,
+        )
     except SourceError as exc:
         outcome.error = str(exc)
     outcome.seconds = time.perf_counter() - started

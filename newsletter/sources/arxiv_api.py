@@ -14,8 +14,10 @@ def parse(data: bytes, source: str) -> ParseResult:
     entries = parsed.entries
     if len(entries) == 1 and str(entries[0].get("title", "")).strip() == "Error":
         detail = clean_text(entries[0].get("summary"), 200)
-        raise SourceError(f"source {source!r}: the arXiv API answered with an error: {detail}",
-                          hint="check the query in the source URL")
+        raise SourceError(
+            f"source {source!r}: the arXiv API answered with an error: {detail}",
+            hint="check the query in the source URL",
+        )
     result = ParseResult(warnings=warnings)
     for entry in entries:
         split = split_arxiv_id(entry.get("id", ""))
@@ -35,7 +37,8 @@ def parse(data: bytes, source: str) -> ParseResult:
                 title=clean_text(entry.get("title"), MAX_TITLE),
                 abstract=clean_text(entry.get("summary"), MAX_ABSTRACT),
                 authors=tuple(
-                    n for n in (clean_text(a.get("name"), MAX_NAME) for a in entry.get("authors", []))
+                    n
+                    for n in (clean_text(a.get("name"), MAX_NAME) for a in entry.get("authors", []))
                     if n
                 )[:MAX_AUTHORS],
                 categories=tuple(cats),

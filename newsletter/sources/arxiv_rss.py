@@ -41,7 +41,7 @@ def parse(data: bytes, source: str) -> ParseResult:
         raw = str(entry.get("summary", ""))
         m = _PREFIX.match(raw)
         announce = entry.get("arxiv_announce_type") or (m.group("type") if m else None)
-        abstract = raw[m.end():] if m else raw
+        abstract = raw[m.end() :] if m else raw
         result.papers.append(
             Paper(
                 id=arxiv_id,

@@ -26,8 +26,9 @@ def parse_feed(data: bytes, source: str) -> tuple[Any, list[str]]:
     """feedparser on bytes; a bozo feed it could still read is a warning, else an error."""
     head = data[:2048].lstrip().lower()
     if head.startswith((b"<!doctype html", b"<html")):
-        raise SourceError(f"source {source!r}: got an HTML page, not a feed",
-                          hint="check the source URL")
+        raise SourceError(
+            f"source {source!r}: got an HTML page, not a feed", hint="check the source URL"
+        )
     parsed = feedparser.parse(data)
     warnings: list[str] = []
     if parsed.get("bozo"):

@@ -5,7 +5,14 @@ from __future__ import annotations
 from newsletter.models import Paper
 from newsletter.sources.base import ParseResult, entry_time, parse_feed
 from newsletter.sources.ids import canonical_id, doi_from, split_arxiv_id
-from newsletter.sources.text import MAX_ABSTRACT, MAX_AUTHORS, MAX_NAME, MAX_TITLE, clean_text, safe_url
+from newsletter.sources.text import (
+    MAX_ABSTRACT,
+    MAX_AUTHORS,
+    MAX_NAME,
+    MAX_TITLE,
+    clean_text,
+    safe_url,
+)
 
 
 def parse(data: bytes, source: str) -> ParseResult:

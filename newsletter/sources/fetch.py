@@ -23,7 +23,9 @@ class Fetcher(Protocol):
 class HttpFetcher:
     """httpx for http(s), the filesystem for ``file://`` and paths; bounded in size and time."""
 
-    def __init__(self, timeout: float = 30.0, max_bytes: int = MAX_BYTES, contact: str = "") -> None:
+    def __init__(
+        self, timeout: float = 30.0, max_bytes: int = MAX_BYTES, contact: str = ""
+    ) -> None:
         agent = f"newsletter/{__version__} (+https://github.com/newsletter)"
         if contact:
             agent += f" {contact}"
@@ -45,8 +47,10 @@ class HttpFetcher:
         if scheme == "file":
             return self._read(Path(unquote(urlsplit(location).path)))
         if scheme and len(scheme) > 1:
-            raise SourceError(f"unsupported URL scheme {scheme!r} in {location}",
-                              hint="use http, https, file:// or a local path")
+            raise SourceError(
+                f"unsupported URL scheme {scheme!r} in {location}",
+                hint="use http, https, file:// or a local path",
+            )
         return self._read(Path(location))
 
     def _read(self, path: Path) -> bytes:

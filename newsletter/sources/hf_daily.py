@@ -43,7 +43,8 @@ def parse(data: bytes, source: str) -> ParseResult:
         if not isinstance(item, dict):
             result.skipped += 1
             continue
-        paper = item.get("paper") if isinstance(item.get("paper"), dict) else {}
+        raw_paper = item.get("paper")
+        paper: dict[str, Any] = raw_paper if isinstance(raw_paper, dict) else {}
         split = split_arxiv_id(str(_pick(paper, item, "id") or ""))
         title = clean_text(_pick(paper, item, "title"), MAX_TITLE)
         if split is None or not title:

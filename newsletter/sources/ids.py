@@ -41,7 +41,9 @@ def normalise_link(url: str) -> str:
     return urlunsplit(("https", host, path, parts.query, ""))
 
 
-def canonical_id(*, arxiv: str | None = None, doi: str | None = None, link: str | None = None) -> str | None:
+def canonical_id(
+    *, arxiv: str | None = None, doi: str | None = None, link: str | None = None
+) -> str | None:
     """The key a paper is stored under, or None when nothing identifies it."""
     if arxiv:
         split = split_arxiv_id(arxiv)
