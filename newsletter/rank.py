@@ -123,7 +123,7 @@ class RankingContext:
         ]
         if subscriber.keywords:
             sources.append((None, self._keyword_cache(tuple(subscriber.keywords))))
-        if not sources:
+        if not subscriber.topics and not subscriber.keywords:  # no interests: what is trending
             sources.append((None, {i: Match(1.0, (), ()) for i in range(len(self.papers))}))
         for tid, matches in sources:
             for i, m in matches.items():

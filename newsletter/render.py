@@ -103,7 +103,9 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {filename}: line {exc.lineno}: {exc.message}") from None
 
-    def context(self, digest: Digest, links: Links) -> dict[str, Any]:
+    def context(self, digest: Digest, links: Links, cards: int | None = None) -> dict[str, Any]:
+        """Template values; items past ``cards`` are listed as plain links (size budget)."""
+        shown = digest.items if cards is None else digest.items[:cards]
         items = [
             {
                 "title": it.paper.title,
@@ -118,8 +120,9 @@ class Renderer:
                 "stars": it.paper.signals.stars,
                 "reasons": "; ".join(it.reasons),
             }
-            for it in digest.items
+            for it in shown
         ]
+        more = [{"title": it.paper.title, "url": it.paper.url} for it in digest.items[len(shown) :]]
         return {
             "name": self.branding.name,
             "base_url": self.branding.base_url,
@@ -127,16 +130,35 @@ class Renderer:
             "edition_date": digest.edition_date.strftime("%A %-d %B %Y"),
             "subscriber_name": digest.subscriber.name,
             "items": items,
-            "count": len(items),
+            "more": more,
+            "count": len(digest.items),
             "unsubscribe_url": links.unsubscribe,
             "archive_url": links.archive,
         }
 
+    def _html_for(self, digest: Digest, links: Links, cards: int | None) -> str:
+        return self._html.render(self.context(digest, links, cards))
+
     def render(self, digest: Digest, links: Links) -> RenderedEmail:
-        ctx = self.context(digest, links)
+        """Subject, HTML and text; the HTML stays under ``HTML_BUDGET`` (Gmail clips past it)."""
         try:
-            html = self._html.render(ctx)
-            text = self._text.render(ctx)
+            html = self._html_for(digest, links, None)
+            if len(html.encode()) > HTML_BUDGET:
+                html = self._fit(digest, links)
+            text = self._text.render(self.context(digest, links))
         except jinja2.TemplateError as exc:
             raise TemplateError(f"rendering failed: {exc}") from None
         return RenderedEmail(subject=subject_for(self.branding.name, digest), html=html, text=text)
+
+    def _fit(self, digest: Digest, links: Links) -> str:
+        """Most full cards that fit the budget, the rest as links (binary search on the count)."""
+        lo, hi = 0, len(digest.items) - 1
+        best = self._html_for(digest, links, 0)
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            html = self._html_for(digest, links, mid)
+            if len(html.encode()) <= HTML_BUDGET:
+                best, lo = html, mid + 1
+            else:
+                hi = mid - 1
+        return best

@@ -1,0 +1,120 @@
+"""Rendering: a golden digest, escaping of hostile feed text, the size budget.
+
+Regenerate the golden files after an intended template change with
+``UPDATE_GOLDEN=1 pytest tests/test_render.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, date, datetime
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from newsletter.models import Digest, DigestItem, Signals, StoredPaper, Subscriber
+from newsletter.render import HTML_BUDGET, Branding, Links, Renderer, shorten_authors
+
+GOLDEN = Path(__file__).parent / "golden"
+LINKS = Links(unsubscribe="https://d.example/unsubscribe/TOKEN",
+              archive="https://d.example/archive/2026-11-24/TOKEN")
+BRAND = Branding("Golden Digest", "https://d.example", "1 Example Street")
+
+
+def _paper(pid: str, title: str, **kw: object) -> StoredPaper:
+    base: dict[str, object] = dict(
+        id=pid, title=title, abstract="An abstract about " + title.lower() + ".",
+        authors=("Ada Lovelace", "Alan Turing"), categories=("cs.CL", "cs.LG"),
+        url=f"https://arxiv.org/abs/{pid}", pdf_url=f"https://arxiv.org/pdf/{pid}",
+        code_url=None, project_url=None, summary=None, keywords=(), version=1, published=None,
+        first_seen=datetime(2026, 11, 24, tzinfo=UTC), sources=("arxiv",), signals=Signals())
+    base.update(kw)
+    return StoredPaper(**base)  # type: ignore[arg-type]
+
+
+def _digest(*papers: StoredPaper) -> Digest:
+    sub = Subscriber(id=7, email="reader@example.org", name="Reader")
+    items = tuple(DigestItem(p, 1.0, "llm", ("topic: Language models", "cs.CL")) for p in papers)
+    return Digest(sub, date(2026, 11, 24), items)
+
+
+GOLDEN_DIGEST = _digest(
+    _paper("2611.00001", "Small models, big ideas", signals=Signals(upvotes=42, stars=310),
+           code_url="https://github.com/ex/small", summary="A one-line AI summary.",
+           authors=("A One", "B Two", "C Three", "D Four", "E Five")),
+    _paper("2611.00002", "Ünïcode títles and émoji 🚀"),
+)
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer(BRAND)
+
+
+@pytest.mark.parametrize("part", ["html", "text"])
+def test_golden(renderer: Renderer, part: str) -> None:
+    email = renderer.render(GOLDEN_DIGEST, LINKS)
+    got = email.html if part == "html" else email.text
+    path = GOLDEN / f"digest.{'html' if part == 'html' else 'txt'}"
+    if os.environ.get("UPDATE_GOLDEN"):
+        path.write_text(got, encoding="utf-8")
+    assert got == path.read_text(encoding="utf-8")
+    assert email.subject == "Small models, big ideas + 1 more"
+
+
+class _Audit(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.handlers: list[str] = []
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.handlers += [k for k, _ in attrs if k.startswith("on")]
+        self.hrefs += [v or "" for k, v in attrs if k == "href"]
+
+
+def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
+    hostile = _paper(
+        "2611.66666", '<script>alert(1)</script><img src=x onerror="alert(2)"> {{ 7*7 }}',
+        abstract="&lt;b&gt; " + "x" * 10_000, authors=("<b>Eve</b>",),
+        summary='"><svg onload=alert(3)>')
+    email = renderer.render(_digest(hostile), LINKS)
+    audit = _Audit()
+    audit.feed(email.html)
+    assert "script" not in audit.tags and "img" not in audit.tags and "svg" not in audit.tags
+    assert audit.handlers == []
+    assert all(h.startswith(("https://", "http://")) for h in audit.hrefs)
+    assert "{{ 7*7 }}" in email.text and "49" not in email.text  # not evaluated as a template
+    assert "<script>alert(1)</script>" in email.text  # plain text stays plain text
+
+
+def test_thirty_papers_stay_under_the_clip_budget(renderer: Renderer) -> None:
+    papers = [_paper(f"2611.{i:05d}", f"Paper number {i} " + "word " * 20, abstract="a " * 600,
+                     signals=Signals(upvotes=i, stars=i), code_url="https://github.com/x/y")
+              for i in range(30)]
+    email = renderer.render(_digest(*papers), LINKS)
+    assert len(email.html.encode()) <= HTML_BUDGET
+    assert LINKS.unsubscribe in email.html
+    # what did not fit as a card is still there, as a link, never clipped
+    assert "more for you" in email.html
+    for p in papers:
+        assert f'href="{p.url}"' in email.html
+
+
+@pytest.mark.parametrize(
+    ("authors", "expected"),
+    [((), ""), (("A",), "A"), (("A", "B", "C", "D"), "A, B, C, D"),
+     (("A", "B", "C", "D", "E"), "A, B, C, … E")],
+)
+def test_shorten_authors(authors: tuple[str, ...], expected: str) -> None:
+    assert shorten_authors(authors) == expected
+
+
+def test_operator_template_overrides_packaged(tmp_path: Path) -> None:
+    (tmp_path / "digest.txt.j2").write_text("custom {{ count }} for {{ subscriber_name }}")
+    email = Renderer(BRAND, tmp_path).render(GOLDEN_DIGEST, LINKS)
+    assert email.text == "custom 2 for Reader"
+    assert "Small models, big ideas" in email.html  # the HTML template still packaged

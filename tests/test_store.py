@@ -1,0 +1,136 @@
+"""The store on real SQLite files: migrations, merging, the ledger's claim."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from conftest import NOW
+from newsletter.models import DeliveryStatus, Paper, Signals, Subscriber, SubscriberStatus
+from newsletter.store import Store
+from newsletter.store import schema as t
+from newsletter.store.migrations import LATEST
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store.open(f"sqlite:///{tmp_path / 'db' / 'test.db'}")
+    yield s
+    s.close()
+
+
+def _paper(**kw: object) -> Paper:
+    base: dict[str, object] = {"id": "2611.00001", "title": "A paper", "source": "arxiv",
+                               "abstract": "short", "version": 1, "authors": ("A",)}
+    base.update(kw)
+    return Paper(**base)  # type: ignore[arg-type]
+
+
+def test_open_creates_every_table_and_records_the_version(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "x.db"
+    store = Store.open(f"sqlite:///{path}")
+    insp = inspect(store.engine)
+    assert set(t.metadata.tables) <= set(insp.get_table_names())
+    for name, table in t.metadata.tables.items():
+        assert {c["name"] for c in insp.get_columns(name)} == set(table.columns.keys())
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select max(version) from schema_migrations").fetchone()[0] == LATEST
+        assert conn.execute("pragma journal_mode").fetchone()[0] == "wal"
+    again = Store.open(f"sqlite:///{path}")  # reopening applies nothing twice
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("select count(*) from schema_migrations").fetchone()[0] == LATEST
+    again.close()
+
+
+def test_merge_is_idempotent_and_one_row_per_paper(store: Store) -> None:
+    rss = _paper(abstract="the long arXiv abstract of this paper", categories=("cs.CL",))
+    hf = _paper(source="hf", abstract="short", signals=Signals(upvotes=10, comments=2),
+                summary="AI summary", keywords=("llm",))
+    assert store.merge_papers([rss], NOW) == (1, 0)
+    assert store.merge_papers([hf], NOW) == (0, 1)
+    assert store.merge_papers([rss], NOW) == (0, 0)
+    assert store.merge_papers([hf], NOW) == (0, 0)
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.abstract == "the long arXiv abstract of this paper"
+    assert paper.summary == "AI summary" and paper.sources == ("arxiv", "hf")
+    assert paper.signals == Signals(upvotes=10, stars=None, comments=2)
+    assert store.counts()["signals"] == 1
+
+
+def test_signal_history_keeps_each_new_reading(store: Store) -> None:
+    store.merge_papers([_paper(source="hf", signals=Signals(upvotes=10))], NOW)
+    store.merge_papers([_paper(source="hf", signals=Signals(upvotes=25))], NOW + timedelta(days=1))
+    assert store.counts()["signals"] == 2
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.signals.upvotes == 25
+
+
+def test_replace_updates_the_paper_and_keeps_first_seen(store: Store) -> None:
+    store.merge_papers([_paper()], NOW)
+    later = NOW + timedelta(days=3)
+    new, updated = store.merge_papers(
+        [_paper(version=2, abstract="v2", title="A paper, revised", announce_type="replace")], later
+    )
+    assert (new, updated) == (0, 1)
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.version == 2 and paper.title == "A paper, revised"
+    assert paper.first_seen == NOW  # not a new candidate
+    assert store.papers_since(later - timedelta(hours=1)) == []
+
+
+def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
+    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
+    sub = store.subscriber(email="a@example.org")
+    assert sub is not None
+    edition = store.edition(NOW.date(), NOW)
+    assert store.edition(NOW.date(), NOW) == edition
+    store.plan_deliveries(edition, [sub.id], NOW)
+    store.plan_deliveries(edition, [sub.id], NOW)
+    [row] = store.deliveries(edition)
+    assert row["status"] == "pending"
+    assert store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW)
+    assert not store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW)  # already sending
+    store.mark_sent(row["id"], "250 ok", NOW)
+    [row] = store.deliveries(edition)
+    assert row["status"] == "sent" and row["attempts"] == 1 and row["message_id"] == "<m@x>"
+    assert store.sent_paper_ids([sub.id], ["p1", "p2", "p3"]) == {sub.id: {"p1", "p2"}}
+
+
+def test_interrupted_sending_rows_become_uncertain_and_keep_message_id(store: Store) -> None:
+    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
+    sub = store.subscriber(email="a@example.org")
+    assert sub is not None
+    edition = store.edition(NOW.date(), NOW)
+    store.plan_deliveries(edition, [sub.id], NOW)
+    [row] = store.deliveries(edition)
+    store.claim(row["id"], "<first@x>", [], NOW)
+    assert store.recover_interrupted(edition, NOW) == 1
+    [row] = store.deliveries(edition)
+    assert row["status"] == DeliveryStatus.UNCERTAIN
+    assert store.claim(row["id"], "<second@x>", [], NOW)
+    [row] = store.deliveries(edition)
+    assert row["message_id"] == "<first@x>"  # a resend carries the same Message-ID
+
+
+def test_suppressed_subscriber_is_never_brought_back(store: Store) -> None:
+    sub = Subscriber(id=0, email="a@example.org", topics=("llm",))
+    assert store.upsert_subscriber(sub, NOW) == "added"
+    assert store.upsert_subscriber(sub, NOW) == "unchanged"
+    assert store.set_subscriber_status("a@example.org", SubscriberStatus.UNSUBSCRIBED, NOW)
+    assert store.upsert_subscriber(sub, NOW) == "suppressed"
+    found = store.subscriber(email="a@example.org")
+    assert found is not None and found.status is SubscriberStatus.UNSUBSCRIBED
+
+
+def test_snapshot_is_a_copy_the_file_never_sees(store: Store, tmp_path: Path) -> None:
+    store.merge_papers([_paper()], NOW)
+    copy = store.snapshot()
+    copy.merge_papers([_paper(id="2611.00002")], NOW)
+    assert copy.counts()["papers"] == 2
+    assert store.counts()["papers"] == 1
+    copy.close()
