@@ -28,8 +28,12 @@ WIRE_POLICY = SMTP.clone(max_line_length=998)
 
 
 def header_safe(value: str, limit: int = 900) -> str:
-    """One line of header text: controls folded to spaces, bounded."""
-    return _CONTROL.sub(" ", value).strip()[:limit]
+    """One line of header text: controls folded to spaces, bounded.
+
+    A literal ``=?`` is broken up too: the email package would decode an encoded-word in
+    data (``=?UTF-8?Q?=0A?=``) into a newline and start a new header (CVE-2024-6923).
+    """
+    return _CONTROL.sub(" ", value).replace("=?", "= ?").strip()[:limit]
 
 
 def sender_domain(sender: str) -> str:
