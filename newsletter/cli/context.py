@@ -1,0 +1,54 @@
+"""What every command shares: the consoles, the run state, opening the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from newsletter.config import Config, load_config
+from newsletter.store import Store
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+@dataclass
+class State:
+    config_path: Path
+    verbose: bool
+    now: datetime
+    _config: Config | None = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path)
+        return self._config
+
+
+def current() -> State:
+    state = click.get_current_context().find_root().obj
+    assert isinstance(state, State)
+    return state
+
+
+@contextmanager
+def open_store(config: Config) -> Iterator[Store]:
+    store = Store.open(config.database_url())
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def print_json_lines(rows: Sequence[Any]) -> None:
+    for row in rows:
+        print(json.dumps(row, ensure_ascii=False, default=str))

@@ -1,0 +1,98 @@
+"""Subscribers: one row per address; suppression (unsubscribed, bounced) always wins."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from newsletter.models import (
+    Subscriber,
+    SubscriberStatus,
+)
+from newsletter.store import schema as t
+from newsletter.store.base import StoreBase
+
+
+class SubscriberStore(StoreBase):
+    def upsert_subscriber(self, sub: Subscriber, now: datetime) -> str:
+        """Add or update by email. Returns "added", "updated", "unchanged" or "suppressed".
+
+        Suppression wins: an unsubscribed or bounced address is never brought back here.
+        """
+        stamp = now.isoformat()
+        values = {
+            "name": sub.name,
+            "topics": json.dumps(list(sub.topics)),
+            "keywords": json.dumps(list(sub.keywords)),
+            "frequency": sub.frequency,
+            "timezone": sub.timezone,
+        }
+        with self.engine.begin() as conn:
+            row = (
+                conn.execute(select(t.subscribers).where(t.subscribers.c.email == sub.email))
+                .mappings()
+                .first()
+            )
+            if row is None:
+                conn.execute(
+                    t.subscribers.insert().values(
+                        email=sub.email,
+                        status=sub.status.value,
+                        created_at=stamp,
+                        updated_at=stamp,
+                        confirmed_at=stamp if sub.status is SubscriberStatus.ACTIVE else None,
+                        **values,
+                    )
+                )
+                return "added"
+            if row["status"] in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+                return "suppressed"
+            if all(row[k] == v for k, v in values.items()):
+                return "unchanged"
+            conn.execute(
+                t.subscribers.update()
+                .where(t.subscribers.c.id == row["id"])
+                .values(updated_at=stamp, **values)
+            )
+            return "updated"
+
+    def set_subscriber_status(self, email: str, status: SubscriberStatus, now: datetime) -> bool:
+        values: dict[str, Any] = {"status": status.value, "updated_at": now.isoformat()}
+        if status in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+            values["unsubscribed_at"] = now.isoformat()
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.subscribers.update().where(t.subscribers.c.email == email).values(**values)
+            )
+        return bool(res.rowcount)
+
+    def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
+        q = select(t.subscribers).order_by(t.subscribers.c.id)
+        if status is not None:
+            q = q.where(t.subscribers.c.status == status.value)
+        with self.engine.connect() as conn:
+            return [_subscriber(r) for r in conn.execute(q).mappings()]
+
+    def subscriber(self, *, email: str | None = None, id: int | None = None) -> Subscriber | None:
+        col, value = (
+            (t.subscribers.c.email, email) if email is not None else (t.subscribers.c.id, id)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.subscribers).where(col == value)).mappings().first()
+        return _subscriber(row) if row else None
+
+
+def _subscriber(row: Any) -> Subscriber:
+    return Subscriber(
+        id=row["id"],
+        email=row["email"],
+        name=row["name"],
+        status=SubscriberStatus(row["status"]),
+        topics=tuple(json.loads(row["topics"])),
+        keywords=tuple(json.loads(row["keywords"])),
+        frequency=row["frequency"],
+        timezone=row["timezone"],
+    )
