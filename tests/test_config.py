@@ -26,8 +26,13 @@ def test_example_config_is_valid() -> None:
 def test_relative_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
     sub = tmp_path / "etc"
     sub.mkdir()
-    config = load_config(_write(sub, '[newsletter]\ndatabase = "data/x.db"\n'
-                                     '[[sources]]\nname = "a"\nkind = "feed"\nurl = "feeds/a.xml"\n'))
+    config = load_config(
+        _write(
+            sub,
+            '[newsletter]\ndatabase = "data/x.db"\n'
+            '[[sources]]\nname = "a"\nkind = "feed"\nurl = "feeds/a.xml"\n',
+        )
+    )
     assert config.database_url() == f"sqlite:///{sub / 'data' / 'x.db'}"
     assert config.source_location(config.sources[0]) == str(sub / "feeds" / "a.xml")
     config = load_config(_write(sub, '[newsletter]\ndatabase = "postgresql://h/db"\n'))
@@ -49,8 +54,12 @@ def test_secret_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 def test_secret_file_must_not_be_world_readable(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("a-secret-from-a-file-123\n")
-    config = load_config(_write(tmp_path, '[newsletter]\nsecret_file = "key"\n'
-                                          '[smtp]\nusername = "u"\npassword_file = "key"\n'))
+    config = load_config(
+        _write(
+            tmp_path,
+            '[newsletter]\nsecret_file = "key"\n[smtp]\nusername = "u"\npassword_file = "key"\n',
+        )
+    )
     key.chmod(0o644)
     with pytest.raises(ConfigError, match="readable by everyone"):
         config.secret()
@@ -59,15 +68,21 @@ def test_secret_file_must_not_be_world_readable(tmp_path: Path) -> None:
     assert config.smtp_password() == "a-secret-from-a-file-123"
 
 
-@pytest.mark.parametrize(("body", "fragment"), [
-    ('[smtp]\npassword = "hunter2"\n', "unknown key smtp.password"),
-    ('[newsletter]\nsender = "no address"\n', "newsletter.sender"),
-    ('[newsletter]\nbase_url = "ftp://x"\n', "newsletter.base_url"),
-    ('[newsletter]\ntimezone = "Mars/Olympus"\n', "newsletter.timezone"),
-    ('[smtp]\nsecurity = "ssl"\n', "smtp.security"),
-    ('[[topics]]\nid = "a"\nname = "A"\n[[topics]]\nid = "a"\nname = "B"\n', "topic ids must be unique"),
-    ('base_dir = "/"\n', "unknown key base_dir"),
-])
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('[smtp]\npassword = "hunter2"\n', "unknown key smtp.password"),
+        ('[newsletter]\nsender = "no address"\n', "newsletter.sender"),
+        ('[newsletter]\nbase_url = "ftp://x"\n', "newsletter.base_url"),
+        ('[newsletter]\ntimezone = "Mars/Olympus"\n', "newsletter.timezone"),
+        ('[smtp]\nsecurity = "ssl"\n', "smtp.security"),
+        (
+            '[[topics]]\nid = "a"\nname = "A"\n[[topics]]\nid = "a"\nname = "B"\n',
+            "topic ids must be unique",
+        ),
+        ('base_dir = "/"\n', "unknown key base_dir"),
+    ],
+)
 def test_invalid_values_name_the_key(tmp_path: Path, body: str, fragment: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(_write(tmp_path, body))

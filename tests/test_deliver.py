@@ -13,8 +13,10 @@ from newsletter.errors import SMTPUnavailableError
 from newsletter.models import OutgoingMessage, SendResult
 from newsletter.smtp_server import LocalSMTPServer, RecordingHandler
 
-DATA = (b"From: d@example.org\r\nTo: Someone <other@example.org>\r\n"
-        b"Bcc: hidden@example.org\r\nSubject: x\r\n\r\nbody\r\n")
+DATA = (
+    b"From: d@example.org\r\nTo: Someone <other@example.org>\r\n"
+    b"Bcc: hidden@example.org\r\nSubject: x\r\n\r\nbody\r\n"
+)
 
 
 def _msg(rcpt: str) -> OutgoingMessage:
@@ -34,19 +36,33 @@ def test_envelope_recipient_is_exactly_the_subscriber() -> None:
     assert all(r.ok for r in results)
     # To/Bcc headers in the data are never used as recipients
     assert [r.rcpt_tos for r in server.received] == [
-        ("r0@example.org",), ("r1@example.org",), ("r2@example.org",)]
+        ("r0@example.org",),
+        ("r1@example.org",),
+        ("r2@example.org",),
+    ]
 
 
 def test_permanent_and_temporary_refusals_then_the_connection_still_works() -> None:
-    handler = RecordingHandler(reject={"gone@example.org": "550 5.1.1 No such user",
-                                       "policy@example.org": "550 5.7.1 Rejected by policy",
-                                       "later@example.org": "451 4.7.1 Try again later"})
+    handler = RecordingHandler(
+        reject={
+            "gone@example.org": "550 5.1.1 No such user",
+            "policy@example.org": "550 5.7.1 Rejected by policy",
+            "later@example.org": "451 4.7.1 Try again later",
+        }
+    )
     with LocalSMTPServer(handler) as server:
         sender = SMTPSender("127.0.0.1", server.port, timeout=5)
 
         async def go() -> list[SendResult]:
-            out = [await sender.send(_msg(a)) for a in ("gone@example.org", "policy@example.org",
-                                                         "later@example.org", "ok@example.org")]
+            out = [
+                await sender.send(_msg(a))
+                for a in (
+                    "gone@example.org",
+                    "policy@example.org",
+                    "later@example.org",
+                    "ok@example.org",
+                )
+            ]
             await sender.close()
             return out
 
@@ -74,7 +90,9 @@ def test_outbox_writes_the_exact_bytes(tmp_path: Path) -> None:
     assert (tmp_path / "out" / "a@example.org.eml").read_bytes() == DATA
 
 
-@pytest.mark.parametrize(("reply", "code"), [("550 5.1.1 No such user", "5.1.1"),
-                                             ("5.7.1 policy", "5.7.1"), ("no code", None)])
+@pytest.mark.parametrize(
+    ("reply", "code"),
+    [("550 5.1.1 No such user", "5.1.1"), ("5.7.1 policy", "5.7.1"), ("no code", None)],
+)
 def test_enhanced_status(reply: str, code: str | None) -> None:
     assert enhanced_status(reply) == code

@@ -115,7 +115,9 @@ def test_normalise_link_trivial_spellings_compare_equal(a: str, b: str) -> None:
 
 
 def test_normalise_link_keeps_different_queries_apart() -> None:
-    assert normalise_link("https://example.com/p?id=1") != normalise_link("https://example.com/p?id=2")
+    assert normalise_link("https://example.com/p?id=1") != normalise_link(
+        "https://example.com/p?id=2"
+    )
 
 
 @pytest.mark.parametrize(
@@ -150,4 +152,6 @@ def test_canonical_id_precedence(kwargs: dict[str, str | None], expected: str | 
 
 
 def test_canonical_id_same_paper_different_versions_same_key() -> None:
-    assert canonical_id(arxiv="2604.21935v1") == canonical_id(arxiv="https://arxiv.org/pdf/2604.21935v3")
+    assert canonical_id(arxiv="2604.21935v1") == canonical_id(
+        arxiv="https://arxiv.org/pdf/2604.21935v3"
+    )

@@ -18,28 +18,50 @@ from newsletter.mail import (
 from newsletter.models import RenderedEmail
 
 NOW = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)
-HEADERS = ListHeaders("Digest <digest@example.org>", list_id_for("Digest", "example.org"),
-                      "https://d.example/unsubscribe/TOKEN", "unsubscribe@example.org")
+HEADERS = ListHeaders(
+    "Digest <digest@example.org>",
+    list_id_for("Digest", "example.org"),
+    "https://d.example/unsubscribe/TOKEN",
+    "unsubscribe@example.org",
+)
 
 
-def _message(subject: str = "Hello", name: str = "Reader", html: str = "<p>hi</p>",
-             text: str = "hi") -> bytes:
-    msg = build_message(RenderedEmail(subject, html, text), to_name=name,
-                        to_addr="reader@example.org", headers=HEADERS, msg_id="<1.abc@example.org>",
-                        now=NOW)
+def _message(
+    subject: str = "Hello", name: str = "Reader", html: str = "<p>hi</p>", text: str = "hi"
+) -> bytes:
+    msg = build_message(
+        RenderedEmail(subject, html, text),
+        to_name=name,
+        to_addr="reader@example.org",
+        headers=HEADERS,
+        msg_id="<1.abc@example.org>",
+        now=NOW,
+    )
     return to_bytes(msg)
 
 
 def test_required_headers_each_once() -> None:
     raw = _message()
     msg = message_from_bytes(raw, policy=policy.default)
-    for name in ("From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "List-Id",
-                 "List-Unsubscribe", "List-Unsubscribe-Post", "Precedence", "Auto-Submitted"):
+    for name in (
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+        "Precedence",
+        "Auto-Submitted",
+    ):
         assert len(msg.get_all(name) or []) == 1, name
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["List-Unsubscribe"] == (
         "<https://d.example/unsubscribe/TOKEN>, "
-        "<mailto:unsubscribe@example.org?subject=unsubscribe%20TOKEN>")
+        "<mailto:unsubscribe@example.org?subject=unsubscribe%20TOKEN>"
+    )
     assert msg["Precedence"] == "bulk" and msg["Auto-Submitted"] == "auto-generated"
     assert msg.get_body(("plain",)) is not None and msg.get_body(("html",)) is not None
     assert b"\r\n" in raw
@@ -47,8 +69,12 @@ def test_required_headers_each_once() -> None:
 
 @pytest.mark.parametrize(
     "evil",
-    ["Hi\r\nBcc: x@evil.example", "Hi\nBcc: x@evil.example", "Hi\x00\rBcc: x@evil.example",
-     "=?UTF-8?Q?=0A?=Bcc: x@evil.example"],
+    [
+        "Hi\r\nBcc: x@evil.example",
+        "Hi\nBcc: x@evil.example",
+        "Hi\x00\rBcc: x@evil.example",
+        "=?UTF-8?Q?=0A?=Bcc: x@evil.example",
+    ],
 )
 def test_no_header_injection_from_data(evil: str) -> None:
     raw = _message(subject=evil, name=evil)
@@ -59,8 +85,7 @@ def test_no_header_injection_from_data(evil: str) -> None:
 
 
 def test_no_line_over_998_octets_with_huge_content() -> None:
-    raw = _message(html="<p>" + "x" * 20_000 + "</p>", text="y" * 20_000,
-                   subject="s" * 2_000)
+    raw = _message(html="<p>" + "x" * 20_000 + "</p>", text="y" * 20_000, subject="s" * 2_000)
     assert max(len(line) for line in raw.split(b"\r\n")) <= 998
 
 

@@ -12,14 +12,32 @@ from newsletter.rank import RankingContext
 T0 = datetime(2026, 11, 24, tzinfo=UTC)
 
 
-def paper(pid: str, title: str, abstract: str = "", cats: tuple[str, ...] = (),
-          upvotes: int | None = None, code: bool = False) -> StoredPaper:
+def paper(
+    pid: str,
+    title: str,
+    abstract: str = "",
+    cats: tuple[str, ...] = (),
+    upvotes: int | None = None,
+    code: bool = False,
+) -> StoredPaper:
     return StoredPaper(
-        id=pid, title=title, abstract=abstract, authors=("X",), categories=cats,
-        url=f"https://arxiv.org/abs/{pid}", pdf_url=None,
-        code_url="https://github.com/x/y" if code else None, project_url=None, summary=None,
-        keywords=(), version=1, published=None, first_seen=T0, sources=("s",),
-        signals=Signals(upvotes=upvotes))
+        id=pid,
+        title=title,
+        abstract=abstract,
+        authors=("X",),
+        categories=cats,
+        url=f"https://arxiv.org/abs/{pid}",
+        pdf_url=None,
+        code_url="https://github.com/x/y" if code else None,
+        project_url=None,
+        summary=None,
+        keywords=(),
+        version=1,
+        published=None,
+        first_seen=T0,
+        sources=("s",),
+        signals=Signals(upvotes=upvotes),
+    )
 
 
 PAPERS = [
@@ -51,8 +69,9 @@ TOPICS = {
         (("gone",), (), set(), []),
     ],
 )
-def test_rank_table(topics: tuple[str, ...], keywords: tuple[str, ...], sent: set[str],
-                    expected: list[str]) -> None:
+def test_rank_table(
+    topics: tuple[str, ...], keywords: tuple[str, ...], sent: set[str], expected: list[str]
+) -> None:
     ctx = RankingContext(PAPERS, TOPICS)
     sub = Subscriber(id=1, email="a@example.org", topics=topics, keywords=keywords)
     assert [i.paper.id for i in ctx.rank(sub, sent, 10)] == expected

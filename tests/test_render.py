@@ -17,18 +17,32 @@ from newsletter.models import Digest, DigestItem, Signals, StoredPaper, Subscrib
 from newsletter.render import HTML_BUDGET, Branding, Links, Renderer, shorten_authors
 
 GOLDEN = Path(__file__).parent / "golden"
-LINKS = Links(unsubscribe="https://d.example/unsubscribe/TOKEN",
-              archive="https://d.example/archive/2026-11-24/TOKEN")
+LINKS = Links(
+    unsubscribe="https://d.example/unsubscribe/TOKEN",
+    archive="https://d.example/archive/2026-11-24/TOKEN",
+)
 BRAND = Branding("Golden Digest", "https://d.example", "1 Example Street")
 
 
 def _paper(pid: str, title: str, **kw: object) -> StoredPaper:
     base: dict[str, object] = dict(
-        id=pid, title=title, abstract="An abstract about " + title.lower() + ".",
-        authors=("Ada Lovelace", "Alan Turing"), categories=("cs.CL", "cs.LG"),
-        url=f"https://arxiv.org/abs/{pid}", pdf_url=f"https://arxiv.org/pdf/{pid}",
-        code_url=None, project_url=None, summary=None, keywords=(), version=1, published=None,
-        first_seen=datetime(2026, 11, 24, tzinfo=UTC), sources=("arxiv",), signals=Signals())
+        id=pid,
+        title=title,
+        abstract="An abstract about " + title.lower() + ".",
+        authors=("Ada Lovelace", "Alan Turing"),
+        categories=("cs.CL", "cs.LG"),
+        url=f"https://arxiv.org/abs/{pid}",
+        pdf_url=f"https://arxiv.org/pdf/{pid}",
+        code_url=None,
+        project_url=None,
+        summary=None,
+        keywords=(),
+        version=1,
+        published=None,
+        first_seen=datetime(2026, 11, 24, tzinfo=UTC),
+        sources=("arxiv",),
+        signals=Signals(),
+    )
     base.update(kw)
     return StoredPaper(**base)  # type: ignore[arg-type]
 
@@ -40,9 +54,14 @@ def _digest(*papers: StoredPaper) -> Digest:
 
 
 GOLDEN_DIGEST = _digest(
-    _paper("2611.00001", "Small models, big ideas", signals=Signals(upvotes=42, stars=310),
-           code_url="https://github.com/ex/small", summary="A one-line AI summary.",
-           authors=("A One", "B Two", "C Three", "D Four", "E Five")),
+    _paper(
+        "2611.00001",
+        "Small models, big ideas",
+        signals=Signals(upvotes=42, stars=310),
+        code_url="https://github.com/ex/small",
+        summary="A one-line AI summary.",
+        authors=("A One", "B Two", "C Three", "D Four", "E Five"),
+    ),
     _paper("2611.00002", "Ünïcode títles and émoji 🚀"),
 )
 
@@ -78,9 +97,12 @@ class _Audit(HTMLParser):
 
 def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
     hostile = _paper(
-        "2611.66666", '<script>alert(1)</script><img src=x onerror="alert(2)"> {{ 7*7 }}',
-        abstract="&lt;b&gt; " + "x" * 10_000, authors=("<b>Eve</b>",),
-        summary='"><svg onload=alert(3)>')
+        "2611.66666",
+        '<script>alert(1)</script><img src=x onerror="alert(2)"> {{ 7*7 }}',
+        abstract="&lt;b&gt; " + "x" * 10_000,
+        authors=("<b>Eve</b>",),
+        summary='"><svg onload=alert(3)>',
+    )
     email = renderer.render(_digest(hostile), LINKS)
     audit = _Audit()
     audit.feed(email.html)
@@ -92,9 +114,16 @@ def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
 
 
 def test_thirty_papers_stay_under_the_clip_budget(renderer: Renderer) -> None:
-    papers = [_paper(f"2611.{i:05d}", f"Paper number {i} " + "word " * 20, abstract="a " * 600,
-                     signals=Signals(upvotes=i, stars=i), code_url="https://github.com/x/y")
-              for i in range(30)]
+    papers = [
+        _paper(
+            f"2611.{i:05d}",
+            f"Paper number {i} " + "word " * 20,
+            abstract="a " * 600,
+            signals=Signals(upvotes=i, stars=i),
+            code_url="https://github.com/x/y",
+        )
+        for i in range(30)
+    ]
     email = renderer.render(_digest(*papers), LINKS)
     assert len(email.html.encode()) <= HTML_BUDGET
     assert LINKS.unsubscribe in email.html
@@ -106,8 +135,12 @@ def test_thirty_papers_stay_under_the_clip_budget(renderer: Renderer) -> None:
 
 @pytest.mark.parametrize(
     ("authors", "expected"),
-    [((), ""), (("A",), "A"), (("A", "B", "C", "D"), "A, B, C, D"),
-     (("A", "B", "C", "D", "E"), "A, B, C, … E")],
+    [
+        ((), ""),
+        (("A",), "A"),
+        (("A", "B", "C", "D"), "A, B, C, D"),
+        (("A", "B", "C", "D", "E"), "A, B, C, … E"),
+    ],
 )
 def test_shorten_authors(authors: tuple[str, ...], expected: str) -> None:
     assert shorten_authors(authors) == expected

@@ -7,9 +7,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from conftest import NOW
 from sqlalchemy import inspect
 
-from conftest import NOW
 from newsletter.models import DeliveryStatus, Paper, Signals, Subscriber, SubscriberStatus
 from newsletter.store import Store
 from newsletter.store import schema as t
@@ -24,8 +24,14 @@ def store(tmp_path: Path) -> Store:
 
 
 def _paper(**kw: object) -> Paper:
-    base: dict[str, object] = {"id": "2611.00001", "title": "A paper", "source": "arxiv",
-                               "abstract": "short", "version": 1, "authors": ("A",)}
+    base: dict[str, object] = {
+        "id": "2611.00001",
+        "title": "A paper",
+        "source": "arxiv",
+        "abstract": "short",
+        "version": 1,
+        "authors": ("A",),
+    }
     base.update(kw)
     return Paper(**base)  # type: ignore[arg-type]
 
@@ -49,8 +55,13 @@ def test_open_creates_every_table_and_records_the_version(tmp_path: Path) -> Non
 
 def test_merge_is_idempotent_and_one_row_per_paper(store: Store) -> None:
     rss = _paper(abstract="the long arXiv abstract of this paper", categories=("cs.CL",))
-    hf = _paper(source="hf", abstract="short", signals=Signals(upvotes=10, comments=2),
-                summary="AI summary", keywords=("llm",))
+    hf = _paper(
+        source="hf",
+        abstract="short",
+        signals=Signals(upvotes=10, comments=2),
+        summary="AI summary",
+        keywords=("llm",),
+    )
     assert store.merge_papers([rss], NOW) == (1, 0)
     assert store.merge_papers([hf], NOW) == (0, 1)
     assert store.merge_papers([rss], NOW) == (0, 0)

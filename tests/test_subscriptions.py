@@ -19,8 +19,16 @@ def test_token_round_trip_and_purpose_binding() -> None:
         signer.read("confirm", token)
 
 
-@pytest.mark.parametrize("mangle", [lambda t: t[:-2], lambda t: t + "x", lambda t: "A" + t[1:],
-                                    lambda t: "", lambda t: "not.a.token"])
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-2],
+        lambda t: t + "x",
+        lambda t: "A" + t[1:],
+        lambda t: "",
+        lambda t: "not.a.token",
+    ],
+)
 def test_invalid_tokens_fail_alike(mangle) -> None:  # type: ignore[no-untyped-def]
     signer = Signer(["k" * 32])
     with pytest.raises(TokenError) as err:
@@ -44,9 +52,14 @@ def test_token_never_contains_the_address() -> None:
     assert "@" not in token
 
 
-@pytest.mark.parametrize(("raw", "normal"), [("A@Example.ORG", "a@example.org"),
-                                             (" b@example.org ", "b@example.org"),
-                                             ("ünï@exämple.org", "ünï@exämple.org")])
+@pytest.mark.parametrize(
+    ("raw", "normal"),
+    [
+        ("A@Example.ORG", "a@example.org"),
+        (" b@example.org ", "b@example.org"),
+        ("ünï@exämple.org", "ünï@exämple.org"),
+    ],
+)
 def test_normalise_email(raw: str, normal: str) -> None:
     assert normalise_email(raw) == normal
 
@@ -59,9 +72,11 @@ def test_normalise_email_rejects(bad: str) -> None:
 
 def test_toml_roster_with_line_numbers(tmp_path: Path) -> None:
     path = tmp_path / "r.toml"
-    path.write_text('[[subscribers]]\nemail = "a@example.org"\ntopics = ["llm"]\n\n'
-                    '[[subscribers]]\nemail = "bad"\n\n'
-                    '[[subscribers]]\nemail = "c@example.org"\nfrequency = "hourly"\n')
+    path.write_text(
+        '[[subscribers]]\nemail = "a@example.org"\ntopics = ["llm"]\n\n'
+        '[[subscribers]]\nemail = "bad"\n\n'
+        '[[subscribers]]\nemail = "c@example.org"\nfrequency = "hourly"\n'
+    )
     roster = read_roster(path, topic_ids={"llm"})
     assert [r.subscriber.email for r in roster.rows] == ["a@example.org"]
     assert roster.rows[0].subscriber.status is SubscriberStatus.ACTIVE
@@ -77,12 +92,15 @@ def test_pending_and_duplicate_rows(tmp_path: Path) -> None:
     assert "appears twice" in roster.invalid[0] and ":3:" in roster.invalid[0]
 
 
-@pytest.mark.parametrize(("name", "body", "message"), [
-    ("r.csv", "name,topics\nA,llm\n", "header with an email column"),
-    ("r.toml", "[[subscribers]\n", "invalid TOML"),
-    ("r.toml", "[other]\nx = 1\n", "expected [[subscribers]]"),
-    ("r.json", "[]", "unknown format"),
-])
+@pytest.mark.parametrize(
+    ("name", "body", "message"),
+    [
+        ("r.csv", "name,topics\nA,llm\n", "header with an email column"),
+        ("r.toml", "[[subscribers]\n", "invalid TOML"),
+        ("r.toml", "[other]\nx = 1\n", "expected [[subscribers]]"),
+        ("r.json", "[]", "unknown format"),
+    ],
+)
 def test_unreadable_roster_is_one_error(tmp_path: Path, name: str, body: str, message: str) -> None:
     path = tmp_path / name
     path.write_text(body)

@@ -106,12 +106,6 @@ def test_clean_text_bound_applies_after_tag_removal() -> None:
     assert out == "short"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG newsletter/sources/text.py clean_text: _TAG = <[^>]{0,2000}> treats any "
-    "'<' ... '>' span as a tag, so math in titles/abstracts such as "
-    "'0 < \\alpha < 1 and \\beta > 2' loses the text between the two signs",
-)
 def test_clean_text_keeps_inequalities_that_are_not_tags() -> None:
     text = "for $0 < \\alpha < 1$ and $\\beta > 2$ we show"
     assert clean_text(text, 1000) == text
@@ -179,12 +173,6 @@ def test_safe_url_rejects_non_strings(value: object) -> None:
     assert safe_url(value) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG newsletter/sources/text.py safe_url: a TAB inside a URL is accepted and returned "
-    "as-is (spaces/CR/LF are rejected, but _CONTROL excludes \\x09 and urlsplit silently "
-    "drops tabs), so the stored link is not a valid URL",
-)
 def test_safe_url_rejects_embedded_tab() -> None:
     assert safe_url("https://example.com/a\tb") is None
 
@@ -254,19 +242,9 @@ def test_decode_tex_does_not_touch_other_macros() -> None:
     assert decode_tex("\\log \\omega") == "\\log \\omega"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG newsletter/sources/text.py decode_tex: the space that terminates a TeX control "
-    "word is kept, so 'Bj\\o rn' becomes 'Bjø rn' instead of 'Bjørn'",
-)
 def test_decode_tex_consumes_control_word_space() -> None:
     assert decode_tex("Bj\\o rn") == "Bjørn"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG newsletter/sources/text.py decode_tex: an empty group after a letter macro is "
-    "left behind, so 'Stra\\ss{}e' becomes 'Straß{}e' instead of 'Straße'",
-)
 def test_decode_tex_drops_empty_group_after_letter_macro() -> None:
     assert decode_tex("Stra\\ss{}e") == "Straße"

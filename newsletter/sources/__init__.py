@@ -58,6 +58,8 @@ def collect_one(spec: SourceSpec, fetcher: Fetcher) -> SourceOutcome:
         )
     except SourceError as exc:
         outcome.error = str(exc)
+    except Exception as exc:  # a parser bug on odd input must not stop the other sources
+        outcome.error = f"source {spec.name!r}: could not be parsed ({exc.__class__.__name__})"
     outcome.seconds = time.perf_counter() - started
     return outcome
 

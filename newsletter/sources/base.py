@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,8 +25,7 @@ class ParseResult:
 
 def parse_feed(data: bytes, source: str) -> tuple[Any, list[str]]:
     """feedparser on bytes; a bozo feed it could still read is a warning, else an error."""
-    head = data[:2048].lstrip().lower()
-    if head.startswith((b"<!doctype html", b"<html")):
+    if _looks_like_html(data):
         raise SourceError(
             f"source {source!r}: got an HTML page, not a feed", hint="check the source URL"
         )
@@ -37,6 +37,15 @@ def parse_feed(data: bytes, source: str) -> tuple[Any, list[str]]:
             raise SourceError(f"source {source!r}: not a readable feed: {reason}")
         warnings.append(f"feed is malformed but readable: {reason}")
     return parsed, warnings
+
+
+_LEADING_JUNK = re.compile(rb"^(?:\xef\xbb\xbf|\s+|<!--.*?-->|<\?xml[^>]*\?>)+", re.DOTALL)
+
+
+def _looks_like_html(data: bytes) -> bool:
+    """An HTML page (error page, login wall) served where a feed was expected."""
+    head = _LEADING_JUNK.sub(b"", data[:8192], count=1).lower()
+    return head.startswith((b"<!doctype html", b"<html"))
 
 
 def entry_time(entry: Any, *keys: str) -> datetime | None:

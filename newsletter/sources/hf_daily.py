@@ -36,6 +36,8 @@ def parse(data: bytes, source: str) -> ParseResult:
         items = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise SourceError(f"source {source!r}: not valid JSON: {exc}") from None
+    except RecursionError:
+        raise SourceError(f"source {source!r}: JSON nested too deeply") from None
     if not isinstance(items, list):
         raise SourceError(f"source {source!r}: expected a JSON array of daily papers")
     result = ParseResult()

@@ -43,16 +43,16 @@ def merge_paper(existing: dict[str, Any] | None, paper: Paper) -> dict[str, Any]
     }
     if existing is None:
         return fresh
-    newer = (
-        paper.version is not None
-        and existing["version"] is not None
-        and paper.version > existing["version"]
-    )
+    both = paper.version is not None and existing["version"] is not None
+    newer = both and paper.version > existing["version"]
+    older = both and paper.version < existing["version"]
     merged = dict(existing)
     if newer:
         merged["title"] = paper.title or existing["title"]
         merged["abstract"] = paper.abstract or existing["abstract"]
         merged["version"] = paper.version
+    elif older:  # a late copy of an earlier version brings no text back
+        pass
     else:
         merged["title"] = existing["title"] or paper.title
         merged["abstract"] = _longer(existing["abstract"], paper.abstract) or ""

@@ -15,7 +15,9 @@ MAX_NAME = 200
 MAX_KEYWORDS = 50
 MAX_URL = 2_000
 
-_TAG = re.compile(r"<[^>]{0,2000}>")
+# A tag starts with a letter (or "/" and a letter) and holds no "<": "0 < a < 1 and b > 2"
+# in an abstract is maths, not markup, and must survive.
+_TAG = re.compile(r"<!--.{0,2000}?-->|</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]{0,2000})?/?>", re.DOTALL)
 _SPACE = re.compile(r"\s+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -47,7 +49,7 @@ _TEX_LETTERS = {
     r"\aa": "å",
     r"\AA": "Å",
 }
-_TEX_LETTER = re.compile(r"\{?(\\(?:ss|o|O|l|L|ae|AE|aa|AA))\b\}?")
+_TEX_LETTER = re.compile(r"\{?(\\(?:ss|o|O|l|L|ae|AE|aa|AA))(?![A-Za-z])(?:\{\}| )?\}?")
 
 
 def decode_tex(text: str) -> str:
@@ -85,7 +87,7 @@ def safe_url(value: object) -> str | None:
     if not isinstance(value, str):
         return None
     url = value.strip()
-    if not url or len(url) > MAX_URL or _CONTROL.search(url) or any(c in url for c in " \r\n"):
+    if not url or len(url) > MAX_URL or _CONTROL.search(url) or any(c in url for c in " \t\r\n"):
         return None
     try:
         parts = urlsplit(url)
