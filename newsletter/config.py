@@ -115,19 +115,13 @@ class Config(_Strict):
     @field_validator("topics")
     @classmethod
     def _unique_topics(cls, value: list[TopicConfig]) -> list[TopicConfig]:
-        ids = [t.id for t in value]
-        dupes = sorted({i for i in ids if ids.count(i) > 1})
-        if dupes:
-            raise ValueError(f"topic ids must be unique, repeated: {', '.join(dupes)}")
+        _no_repeats([t.id for t in value], "topic ids")
         return value
 
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:
-        names = [s.name for s in value]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"source names must be unique, repeated: {', '.join(dupes)}")
+        _no_repeats([s.name for s in value], "source names")
         return value
 
     # Derived values, computed from the fields; the CLI reads these, never the raw strings.
@@ -185,6 +179,12 @@ class Config(_Strict):
                 )
             return value
         return None
+
+
+def _no_repeats(values: list[str], what: str) -> None:
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise ValueError(f"{what} must be unique, repeated: {', '.join(dupes)}")
 
 
 def _read_secret_file(path: Path, key: str) -> str:

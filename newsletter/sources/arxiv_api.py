@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from newsletter.errors import SourceError
-from newsletter.models import Paper
-from newsletter.sources.base import ParseResult, entry_time, parse_feed
+from newsletter.sources.base import ParseResult, arxiv_paper, entry_authors, entry_time, parse_feed
 from newsletter.sources.ids import split_arxiv_id
-from newsletter.sources.text import MAX_ABSTRACT, MAX_AUTHORS, MAX_NAME, MAX_TITLE, clean_text
+from newsletter.sources.text import MAX_ABSTRACT, MAX_TITLE, clean_text
 
 
 def parse(data: bytes, source: str) -> ParseResult:
@@ -30,20 +29,14 @@ def parse(data: bytes, source: str) -> ParseResult:
         if primary:
             cats = [primary] + [c for c in cats if c != primary]
         result.papers.append(
-            Paper(
-                id=arxiv_id,
-                version=version,
-                source=source,
+            arxiv_paper(
+                arxiv_id,
+                version,
+                source,
                 title=clean_text(entry.get("title"), MAX_TITLE),
                 abstract=clean_text(entry.get("summary"), MAX_ABSTRACT),
-                authors=tuple(
-                    n
-                    for n in (clean_text(a.get("name"), MAX_NAME) for a in entry.get("authors", []))
-                    if n
-                )[:MAX_AUTHORS],
+                authors=entry_authors(entry),
                 categories=tuple(cats),
-                url=f"https://arxiv.org/abs/{arxiv_id}",
-                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
                 announce_type="new",
                 published=entry_time(entry, "published_parsed", "updated_parsed"),
             )

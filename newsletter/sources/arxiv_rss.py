@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from newsletter.models import Paper
-from newsletter.sources.base import ParseResult, entry_time, parse_feed
+from newsletter.sources.base import ParseResult, arxiv_paper, entry_time, parse_feed
 from newsletter.sources.ids import split_arxiv_id
 from newsletter.sources.text import (
     MAX_ABSTRACT,
@@ -43,16 +42,14 @@ def parse(data: bytes, source: str) -> ParseResult:
         announce = entry.get("arxiv_announce_type") or (m.group("type") if m else None)
         abstract = raw[m.end() :] if m else raw
         result.papers.append(
-            Paper(
-                id=arxiv_id,
-                version=version,
-                source=source,
+            arxiv_paper(
+                arxiv_id,
+                version,
+                source,
                 title=clean_text(entry.get("title"), MAX_TITLE),
                 abstract=clean_text(abstract, MAX_ABSTRACT),
                 authors=split_authors(str(entry.get("author", ""))),
                 categories=tuple(t.term for t in entry.get("tags", []) if t.get("term")),
-                url=f"https://arxiv.org/abs/{arxiv_id}",
-                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
                 announce_type=(announce or "new").lower(),
                 published=entry_time(entry, "published_parsed", "updated_parsed"),
             )

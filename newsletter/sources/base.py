@@ -12,6 +12,7 @@ import feedparser
 
 from newsletter.errors import SourceError
 from newsletter.models import Paper
+from newsletter.sources.text import MAX_AUTHORS, MAX_NAME, clean_text
 
 
 @dataclass(slots=True)
@@ -46,6 +47,24 @@ def _looks_like_html(data: bytes) -> bool:
     """An HTML page (error page, login wall) served where a feed was expected."""
     head = _LEADING_JUNK.sub(b"", data[:8192], count=1).lower()
     return head.startswith((b"<!doctype html", b"<html"))
+
+
+def arxiv_paper(arxiv_id: str, version: int | None, source: str, **fields: Any) -> Paper:
+    """A ``Paper`` for an arXiv id, with the canonical abstract and PDF links."""
+    return Paper(
+        id=arxiv_id,
+        version=version,
+        source=source,
+        url=f"https://arxiv.org/abs/{arxiv_id}",
+        pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
+        **fields,
+    )
+
+
+def entry_authors(entry: Any) -> tuple[str, ...]:
+    """Names from feedparser's ``authors`` list, cleaned and bounded."""
+    names = (clean_text(a.get("name"), MAX_NAME) for a in entry.get("authors", []))
+    return tuple(n for n in names if n)[:MAX_AUTHORS]
 
 
 def entry_time(entry: Any, *keys: str) -> datetime | None:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from newsletter.models import Paper
-from newsletter.sources.base import ParseResult, entry_time, parse_feed
+from newsletter.sources.base import ParseResult, entry_authors, entry_time, parse_feed
 from newsletter.sources.ids import canonical_id, doi_from, split_arxiv_id
 from newsletter.sources.text import (
     MAX_ABSTRACT,
-    MAX_AUTHORS,
-    MAX_NAME,
     MAX_TITLE,
     clean_text,
     safe_url,
@@ -31,9 +29,6 @@ def parse(data: bytes, source: str) -> ParseResult:
         if pid is None or not title:
             result.skipped += 1
             continue
-        authors = tuple(
-            n for n in (clean_text(a.get("name"), MAX_NAME) for a in entry.get("authors", [])) if n
-        )[:MAX_AUTHORS]
         result.papers.append(
             Paper(
                 id=pid,
@@ -41,7 +36,7 @@ def parse(data: bytes, source: str) -> ParseResult:
                 source=source,
                 title=title,
                 abstract=clean_text(entry.get("summary"), MAX_ABSTRACT),
-                authors=authors,
+                authors=entry_authors(entry),
                 categories=tuple(t.term for t in entry.get("tags", []) if t.get("term"))[:20],
                 url=link,
                 announce_type="new",

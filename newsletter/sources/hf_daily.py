@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 from newsletter.errors import SourceError
-from newsletter.models import Paper, Signals
-from newsletter.sources.base import ParseResult, iso_time
+from newsletter.models import Signals
+from newsletter.sources.base import ParseResult, arxiv_paper, iso_time
 from newsletter.sources.ids import split_arxiv_id
 from newsletter.sources.text import (
     MAX_ABSTRACT,
@@ -56,15 +56,13 @@ def parse(data: bytes, source: str) -> ParseResult:
         authors = _pick(paper, item, "authors") or []
         names = [a.get("name") if isinstance(a, dict) else a for a in authors]
         result.papers.append(
-            Paper(
-                id=arxiv_id,
-                version=version,
-                source=source,
+            arxiv_paper(
+                arxiv_id,
+                version,
+                source,
                 title=title,
                 abstract=clean_text(_pick(paper, item, "summary"), MAX_ABSTRACT),
                 authors=clean_list(names, MAX_AUTHORS, MAX_NAME),
-                url=f"https://arxiv.org/abs/{arxiv_id}",
-                pdf_url=f"https://arxiv.org/pdf/{arxiv_id}",
                 code_url=safe_url(_pick(paper, item, "githubRepo")),
                 project_url=safe_url(_pick(paper, item, "projectPage")),
                 summary=clean_text(_pick(paper, item, "ai_summary"), MAX_SUMMARY) or None,

@@ -174,17 +174,3 @@ class LedgerStore(StoreBase):
                     out.setdefault(sid, set()).add(pid)
         wanted = set(subscriber_ids)
         return {k: v for k, v in out.items() if k in wanted}
-
-    def counts(self) -> dict[str, int]:
-        """Row counts, for status output and tests."""
-        with self.engine.connect() as conn:
-            return {
-                name: int(conn.execute(select(func.count()).select_from(table)).scalar_one())
-                for name, table in (
-                    ("papers", t.papers),
-                    ("subscribers", t.subscribers),
-                    ("deliveries", t.deliveries),
-                    ("sent_papers", t.sent_papers),
-                    ("signals", t.signals),
-                )
-            }
