@@ -7,6 +7,7 @@ rerun sends every row not yet sent and nothing twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -40,6 +41,7 @@ from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
 MAX_ATTEMPTS = 5
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
@@ -84,6 +86,14 @@ def collect(
         row = CollectRow(outcome)
         if outcome.error is None and outcome.papers:
             row.new, row.updated = store.merge_papers(outcome.papers, now)
+        log.info(
+            "source %s: %d parsed, %d new, %d updated%s",
+            outcome.name,
+            len(outcome.papers),
+            row.new,
+            row.updated,
+            f", error: {outcome.error}" if outcome.error else "",
+        )
         rows.append(row)
     return rows
 
@@ -258,6 +268,13 @@ async def send_edition(
             )
             report.rows.append(_row(sub, len(digest.items), "pending", str(exc)))
             raise SendInterrupted(report, exc) from None
+        log.info(
+            "%s %s: %s %s",
+            composed.message_id,
+            sub.email,
+            "accepted" if result.ok else "refused",
+            result.reply[:200],
+        )
         if result.ok:
             store.mark_sent(row["id"], result.reply[:200], now)
             report.sent += 1

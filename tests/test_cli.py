@@ -300,3 +300,29 @@ def test_subscribers_add_pending_and_confirmed(cli: CLI, tmp_path: Path) -> None
     assert rows["p@example.org"]["status"] == "pending"
     assert rows["q@example.org"]["status"] == "active"
     assert rows["q@example.org"]["keywords"] == ["speech"]
+
+
+def test_config_from_environment_and_verbose_log(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, _free_port())
+    monkeypatch.setenv("NEWSLETTER_CONFIG", str(config))
+    code, _, err = cli("--verbose", "collect")
+    assert code == 0
+    assert "source arxiv-cs: 10 parsed, 10 new" in err
+
+
+def test_module_entry_point_runs() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "newsletter", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    for command in ("demo", "collect", "rank", "preview", "send", "papers", "subscribers"):
+        assert command in done.stdout

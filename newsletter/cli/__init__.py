@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich.logging import RichHandler
 from rich.progress import Progress
 from rich.table import Table
 
@@ -64,6 +66,12 @@ def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None)
             ) from None
         if clock.tzinfo is None:
             clock = clock.replace(tzinfo=UTC)
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[RichHandler(console=err, show_path=False, markup=False)],
+        force=True,
+    )
     ctx.obj = State(config or Path("config.toml"), verbose, clock)
 
 
