@@ -135,6 +135,15 @@ class Config(_Strict):
             return db
         return f"sqlite:///{self.resolve(db)}"
 
+    def lock_path(self) -> Path:
+        """The run lock: beside a SQLite file, else ``var/newsletter.lock`` by the config."""
+        db = self.newsletter.database
+        if "://" not in db:
+            return self.resolve(db).with_suffix(".lock")
+        if db.startswith("sqlite:///") and not db.endswith(":memory:"):
+            return Path(db.removeprefix("sqlite:///")).with_suffix(".lock")
+        return self.resolve("var/newsletter.lock")
+
     def resolve(self, path: str) -> Path:
         """A path from the config, relative to the config file's folder."""
         p = Path(path).expanduser()

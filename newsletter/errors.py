@@ -8,8 +8,9 @@
     ├── StoreError                  the database cannot be opened, migrated or written
     ├── TokenError                  a signed token is invalid, expired or of another purpose
     ├── TemplateError               a template cannot be loaded, compiled or rendered
-    └── DeliveryError               sending failed
-        └── SMTPUnavailableError    the SMTP server cannot be reached at all (exit 3)
+    ├── DeliveryError               sending failed
+    │   └── SMTPUnavailableError    the SMTP server cannot be reached at all (exit 3)
+    └── AlreadyRunningError         another send holds the run lock (exit 4)
 
 The CLI prints ``str(error)`` (one line, with the hint) and maps the class to an exit code.
 """
@@ -67,3 +68,9 @@ class DeliveryError(NewsletterError):
 
 class SMTPUnavailableError(DeliveryError):
     """The SMTP server cannot be reached; the rest of the edition stays pending."""
+
+
+class AlreadyRunningError(NewsletterError):
+    """Another ``send`` holds the run lock; this one sends nothing."""
+
+    exit_code = 4

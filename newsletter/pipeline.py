@@ -222,7 +222,10 @@ async def send_edition(
     dry_run: bool = False,
     progress: Progress | None = None,
 ) -> RunReport:
-    """Deliver today's edition to every due subscriber not yet served; resumable."""
+    """Deliver today's edition to every due subscriber not yet served; resumable.
+
+    Call it holding the run lock: rows left ``sending`` are taken as interrupted.
+    """
     edition = Edition(config, store, now)
     report = RunReport(edition.date, dry_run=dry_run)
     edition_id = store.edition(edition.date, now)

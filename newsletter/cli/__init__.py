@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from newsletter.pipeline import (
     send_edition,
     source_specs,
 )
+from newsletter.runlock import RunLock
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 from newsletter.subscriptions import Signer, normalise_email
@@ -212,30 +214,31 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
     if dry_run and out_dir is None:
         raise click.BadParameter("--dry-run needs --out DIR", param_hint="--out")
     signer, secret = _signing(config)
-    with open_store(config) as real:
+    with ExitStack() as stack:
+        if not dry_run:  # a dry run writes nothing, so it may run beside a real send
+            stack.enter_context(RunLock(config.lock_path()))
+        real = stack.enter_context(open_store(config))
         store = real.snapshot() if dry_run else real
-        try:
-            if not no_collect:
-                rows = _collect(config, state.now, store)
-                if not as_json:
-                    collect_table(rows)
-            sender: Any
-            if dry_run:
-                assert out_dir is not None
-                sender = OutboxSender(out_dir)
-            else:
-                sender = SMTPSender(
-                    config.smtp.host,
-                    config.smtp.port,
-                    security=config.smtp.security,
-                    username=config.smtp.username,
-                    password=config.smtp_password(),
-                    timeout=config.smtp.timeout,
-                )
-            report = _run_send(config, store, sender, signer, secret, state.now, dry_run, as_json)
-        finally:
-            if store is not real:
-                store.close()
+        if store is not real:
+            stack.callback(store.close)
+        if not no_collect:
+            rows = _collect(config, state.now, store)
+            if not as_json:
+                collect_table(rows)
+        sender: Any
+        if dry_run:
+            assert out_dir is not None
+            sender = OutboxSender(out_dir)
+        else:
+            sender = SMTPSender(
+                config.smtp.host,
+                config.smtp.port,
+                security=config.smtp.security,
+                username=config.smtp.username,
+                password=config.smtp_password(),
+                timeout=config.smtp.timeout,
+            )
+        report = _run_send(config, store, sender, signer, secret, state.now, dry_run, as_json)
     if as_json:
         print(
             json.dumps(
