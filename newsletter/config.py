@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from newsletter.errors import ConfigError
 from newsletter.models import Topic
@@ -75,10 +83,48 @@ class SMTPSection(_Strict):
     timeout: float = Field(default=30.0, gt=0)
 
 
+_SOURCE_OPTIONS: dict[str, frozenset[str]] = {
+    "include_cross": frozenset({"arxiv-rss"}),
+    "query": frozenset({"arxiv-api"}),
+    "categories": frozenset({"arxiv-api"}),
+    "page_size": frozenset({"arxiv-api"}),
+    "max_results": frozenset({"arxiv-api"}),
+    "days": frozenset({"arxiv-api", "hf-daily"}),
+}
+
+
 class SourceConfig(_Strict):
     name: str = Field(min_length=1)
     kind: Literal["arxiv-rss", "arxiv-api", "hf-daily", "feed"]
     url: str = Field(min_length=1)
+    include_cross: bool = True
+    query: str | None = None
+    categories: list[str] = []
+    days: int = Field(default=2, ge=1, le=30)
+    page_size: int = Field(default=100, ge=1, le=2000)
+    max_results: int = Field(default=1000, ge=1, le=30000)
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> SourceConfig:
+        for key in sorted(self.model_fields_set & _SOURCE_OPTIONS.keys()):
+            kinds = _SOURCE_OPTIONS[key]
+            if self.kind not in kinds:
+                raise ValueError(f"{key} applies only to kind {' or '.join(sorted(kinds))}")
+        return self
+
+
+class FetchSection(_Strict):
+    contact: str = ""
+    timeout: float = Field(default=30.0, gt=0)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    retries: int = Field(default=3, ge=0, le=10)
+    max_retry_wait: float = Field(default=120.0, ge=0)
+    min_interval: float = Field(default=1.0, ge=0)
+    host_intervals: dict[str, float] = {}
+
+
+class CalendarSection(_Strict):
+    arxiv_holidays: list[date] = []
 
 
 class TopicConfig(_Strict):
@@ -110,6 +156,8 @@ class Config(_Strict):
     sources: list[SourceConfig] = []
     topics: list[TopicConfig] = []
     digest: DigestSection = DigestSection()
+    fetch: FetchSection = FetchSection()
+    calendar: CalendarSection = CalendarSection()
     base_dir: Path = Path(".")
 
     @field_validator("topics")
@@ -155,6 +203,13 @@ class Config(_Strict):
         if url.startswith(("http://", "https://", "file://")):
             return url
         return str(self.resolve(url))
+
+    def holidays(self, around: date) -> frozenset[date]:
+        """arXiv holidays near ``around``: the yearly defaults plus the configured ones."""
+        from newsletter.schedule import default_holidays
+
+        years = {around.year - 1, around.year, around.year + 1}
+        return default_holidays(years) | frozenset(self.calendar.arxiv_holidays)
 
     def templates_dir(self) -> Path | None:
         d = self.newsletter.templates_dir

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from newsletter.collect import CollectRow, collect, source_specs
 from newsletter.config import Config, SMTPSection, load_config
 from newsletter.deliver import SMTPSender
 from newsletter.gallery import write_gallery
 from newsletter.models import RunReport
-from newsletter.pipeline import CollectRow, collect, send_edition, source_specs
+from newsletter.pipeline import send_edition
 from newsletter.resources import bundled, sample_dir
 from newsletter.smtp_server import LocalSMTPServer
 from newsletter.sources.fetch import HttpFetcher

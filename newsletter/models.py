@@ -43,6 +43,11 @@ class Paper:
     announce_type: str | None = None
     published: datetime | None = None
     signals: Signals = field(default_factory=Signals)
+    doi: str | None = None
+    comment: str | None = None
+    journal_ref: str | None = None
+    thumbnail_url: str | None = None
+    organization: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +70,11 @@ class StoredPaper:
     first_seen: datetime
     sources: tuple[str, ...]
     signals: Signals
+    doi: str | None = None
+    comment: str | None = None
+    journal_ref: str | None = None
+    thumbnail_url: str | None = None
+    organization: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,8 +35,6 @@ from newsletter.models import (
 )
 from newsletter.rank import RankingContext
 from newsletter.render import Branding, Links, Renderer
-from newsletter.sources import SourceOutcome, SourceSpec, collect_all
-from newsletter.sources.fetch import Fetcher
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
@@ -45,57 +43,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
 
-@dataclass(slots=True)
-class CollectRow:
-    """One source's line in the collect report."""
-
-    outcome: SourceOutcome
-    new: int = 0
-    updated: int = 0
-
-    def as_dict(self) -> dict[str, object]:
-        o = self.outcome
-        return {
-            "source": o.name,
-            "kind": o.kind,
-            "parsed": len(o.papers),
-            "new": self.new,
-            "updated": self.updated,
-            "skipped": o.skipped,
-            "warnings": o.warnings,
-            "error": o.error,
-            "seconds": round(o.seconds, 3),
-        }
-
-
 def edition_date_for(now: datetime, zone: str) -> date:
     """The edition a run at ``now`` belongs to: the calendar day in the list's time zone."""
     return now.astimezone(ZoneInfo(zone)).date()
-
-
-def source_specs(config: Config) -> list[SourceSpec]:
-    return [SourceSpec(s.name, s.kind, config.source_location(s)) for s in config.sources]
-
-
-def collect(
-    store: Store, specs: Sequence[SourceSpec], fetcher: Fetcher, now: datetime
-) -> list[CollectRow]:
-    """Fetch every source and merge what parsed; a failing source stores and stops nothing."""
-    rows = []
-    for outcome in collect_all(specs, fetcher):
-        row = CollectRow(outcome)
-        if outcome.error is None and outcome.papers:
-            row.new, row.updated = store.merge_papers(outcome.papers, now)
-        log.info(
-            "source %s: %d parsed, %d new, %d updated%s",
-            outcome.name,
-            len(outcome.papers),
-            row.new,
-            row.updated,
-            f", error: {outcome.error}" if outcome.error else "",
-        )
-        rows.append(row)
-    return rows
 
 
 def is_due(subscriber: Subscriber, edition: date) -> bool:

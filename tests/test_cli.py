@@ -190,7 +190,9 @@ def test_collect_json_and_papers(cli: CLI, tmp_path: Path, demo_roster: Path) ->
     code, out, _ = cli("--config", config, "collect", "--json")
     assert code == 0
     rows = {r["source"]: r for r in map(json.loads, out.strip().splitlines())}
-    assert rows["arxiv-cs"]["new"] == 10 and rows["hf-daily"]["new"] == 1
+    # the sample's one `replace` is of a paper never stored: an old paper revised, not news
+    assert rows["arxiv-cs"]["new"] == 9 and rows["arxiv-cs"]["skipped"] == 1
+    assert rows["hf-daily"]["new"] == 1
     code, out, _ = cli("--config", config, "collect", "--json")
     rows = {r["source"]: r for r in map(json.loads, out.strip().splitlines())}
     assert rows["arxiv-cs"]["new"] == 0 and rows["arxiv-cs"]["updated"] == 0
@@ -309,7 +311,7 @@ def test_config_from_environment_and_verbose_log(
     monkeypatch.setenv("NEWSLETTER_CONFIG", str(config))
     code, _, err = cli("--verbose", "collect")
     assert code == 0
-    assert "source arxiv-cs: 10 parsed, 10 new" in err
+    assert "source arxiv-cs: new items, 10 parsed, 9 new, 0 updated" in err
 
 
 def test_module_entry_point_runs() -> None:

@@ -12,25 +12,27 @@ import threading
 import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from newsletter.errors import SourceError
 from newsletter.models import Paper
 from newsletter.sources import (
+    SourceOutcome,
     SourceSpec,
     arxiv_api,
     arxiv_rss,
-    collect_all,
     collect_one,
     feed,
     hf_daily,
 )
 from newsletter.sources.base import ParseResult
-from newsletter.sources.fetch import HttpFetcher
+from newsletter.sources.fetch import FetchResult, HttpFetcher, Validators
 from newsletter.sources.merge import merge_paper
 from newsletter.sources.text import MAX_ABSTRACT
 
@@ -583,12 +585,19 @@ def test_unreadable_bytes_are_a_source_error(parser: Parser) -> None:
 
 # --------------------------------------------------------------------------- collect / fetch
 
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+
+
+def collect_all(specs: list[SourceSpec], fetcher: Any) -> list[SourceOutcome]:
+    """Each source in turn, as the collect stage does: one failing never stops the next."""
+    return [collect_one(spec, fetcher, NOW) for spec in specs]
+
 
 def test_collect_one_missing_path_is_an_outcome_error(tmp_path: Path) -> None:
     fetcher = HttpFetcher(timeout=5)
     try:
         missing = tmp_path / "does-not-exist.xml"
-        outcome = collect_one(SourceSpec("gone", "feed", str(missing)), fetcher)
+        outcome = collect_one(SourceSpec("gone", "feed", str(missing)), fetcher, NOW)
     finally:
         fetcher.close()
     assert outcome.error is not None
@@ -659,10 +668,10 @@ def test_collect_all_reads_fixtures_by_path_and_file_url() -> None:
 
 def test_collect_all_survives_deeply_nested_json() -> None:
     class Fetcher:
-        def fetch(self, location: str) -> bytes:
+        def fetch(self, location: str, validators: Validators | None = None) -> FetchResult:
             if location == "deep":
-                return b"[" * 100_000
-            return b'[{"paper": {"id": "2401.00001", "title": "T", "upvotes": 3}}]'
+                return FetchResult(b"[" * 100_000)
+            return FetchResult(b'[{"paper": {"id": "2401.00001", "title": "T", "upvotes": 3}}]')
 
     outcomes = collect_all(
         [SourceSpec("deep", "hf-daily", "deep"), SourceSpec("ok", "hf-daily", "ok")], Fetcher()
@@ -702,7 +711,7 @@ def test_http_fetch_ok_404_and_size_limit(
     fetcher = HttpFetcher(timeout=5)
     small = HttpFetcher(timeout=5, max_bytes=10)
     try:
-        assert fetcher.fetch(f"{base}/daily.json") == body
+        assert fetcher.fetch(f"{base}/daily.json").body == body
         outcomes = collect_all(
             [
                 SourceSpec("missing", "hf-daily", f"{base}/missing.json"),
@@ -710,7 +719,7 @@ def test_http_fetch_ok_404_and_size_limit(
             ],
             fetcher,
         )
-        with pytest.raises(SourceError, match="more than 10 bytes"):
+        with pytest.raises(SourceError, match="larger than 10 bytes"):
             small.fetch(f"{base}/daily.json")
     finally:
         fetcher.close()

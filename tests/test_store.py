@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import astuple
 from datetime import timedelta
 from pathlib import Path
 
@@ -62,10 +63,10 @@ def test_merge_is_idempotent_and_one_row_per_paper(store: Store) -> None:
         summary="AI summary",
         keywords=("llm",),
     )
-    assert store.merge_papers([rss], NOW) == (1, 0)
-    assert store.merge_papers([hf], NOW) == (0, 1)
-    assert store.merge_papers([rss], NOW) == (0, 0)
-    assert store.merge_papers([hf], NOW) == (0, 0)
+    assert astuple(store.merge_papers([rss], NOW)) == (1, 0, 0)
+    assert astuple(store.merge_papers([hf], NOW)) == (0, 1, 0)
+    assert astuple(store.merge_papers([rss], NOW)) == (0, 0, 0)
+    assert astuple(store.merge_papers([hf], NOW)) == (0, 0, 0)
     [paper] = store.papers_since(NOW - timedelta(days=1))
     assert paper.abstract == "the long arXiv abstract of this paper"
     assert paper.summary == "AI summary" and paper.sources == ("arxiv", "hf")
@@ -84,10 +85,10 @@ def test_signal_history_keeps_each_new_reading(store: Store) -> None:
 def test_replace_updates_the_paper_and_keeps_first_seen(store: Store) -> None:
     store.merge_papers([_paper()], NOW)
     later = NOW + timedelta(days=3)
-    new, updated = store.merge_papers(
+    counts = store.merge_papers(
         [_paper(version=2, abstract="v2", title="A paper, revised", announce_type="replace")], later
     )
-    assert (new, updated) == (0, 1)
+    assert astuple(counts) == (0, 1, 0)
     [paper] = store.papers_since(NOW - timedelta(days=1))
     assert paper.version == 2 and paper.title == "A paper, revised"
     assert paper.first_seen == NOW  # not a new candidate
@@ -145,3 +146,18 @@ def test_snapshot_is_a_copy_the_file_never_sees(store: Store, tmp_path: Path) ->
     assert copy.counts()["papers"] == 2
     assert store.counts()["papers"] == 1
     copy.close()
+
+
+def test_replace_of_an_unknown_paper_is_not_news(store: Store) -> None:
+    counts = store.merge_papers([_paper(version=3, announce_type="replace-cross")], NOW)
+    assert astuple(counts) == (0, 0, 1)
+    assert store.counts()["papers"] == 0
+
+
+def test_same_paper_twice_in_one_batch_is_one_row(store: Store) -> None:
+    counts = store.merge_papers(
+        [_paper(abstract="short"), _paper(abstract="a longer abstract")], NOW
+    )
+    assert astuple(counts) == (1, 0, 0)
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.abstract == "a longer abstract"

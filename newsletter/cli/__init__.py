@@ -18,27 +18,24 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.logging import RichHandler
 from rich.progress import Progress
 from rich.table import Table
 
 from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
 from newsletter.cli.subscribers import subscribers
 from newsletter.cli.tables import collect_table, report_table
+from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
 from newsletter.deliver import OutboxSender, SMTPSender
 from newsletter.errors import InputError, NewsletterError
 from newsletter.models import RunReport
 from newsletter.pipeline import (
     SendInterrupted,
-    collect,
     digests,
     preview,
     send_edition,
-    source_specs,
 )
 from newsletter.runlock import RunLock
-from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 from newsletter.subscriptions import Signer, normalise_email
 
@@ -70,8 +67,8 @@ def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None)
             clock = clock.replace(tzinfo=UTC)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err, show_path=False, markup=False)],
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
         force=True,
     )
     ctx.obj = State(config or Path("config.toml"), verbose, clock)
@@ -105,24 +102,32 @@ def demo(out_dir: Path) -> int:
 
 @app.command("collect")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per source.")
-def collect_cmd(as_json: bool) -> int:
-    """Fetch every configured source, merge, store (idempotent)."""
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 3 also on warnings (an empty or stale arXiv feed, a malformed feed).",
+)
+def collect_cmd(as_json: bool, strict: bool) -> int:
+    """Fetch every configured source, merge, store (idempotent).
+
+    Exit 3 when a source failed (the others are still stored).
+    """
     state = current()
-    rows = _collect(state.config, state.now)
+    with open_store(state.config) as store:
+        rows = _collect(state.config, state.now, store)
     if as_json:
         print_json_lines([r.as_dict() for r in rows])
     else:
         collect_table(rows)
-    return 1 if rows and all(r.outcome.error for r in rows) else 0
+    failed = any(r.outcome.error for r in rows)
+    warned = any(r.outcome.warnings for r in rows)
+    return 3 if failed or (strict and warned) else 0
 
 
-def _collect(config: Config, now: datetime, store: Store | None = None) -> list[Any]:
-    fetcher = HttpFetcher()
+def _collect(config: Config, now: datetime, store: Store) -> list[CollectRow]:
+    fetcher = make_fetcher(config)
     try:
-        if store is not None:
-            return collect(store, source_specs(config), fetcher, now)
-        with open_store(config) as s:
-            return collect(s, source_specs(config), fetcher, now)
+        return collect(store, source_specs(config), fetcher, now, config.holidays(now.date()))
     finally:
         fetcher.close()
 

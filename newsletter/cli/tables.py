@@ -3,39 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
+from rich.markup import escape
 from rich.table import Table
 
 from newsletter.cli.context import out
+from newsletter.collect import CollectRow
 from newsletter.models import RunReport
 
 
-def collect_table(rows: Sequence[Any]) -> None:
+def collect_table(rows: Sequence[CollectRow]) -> None:
     table = Table(title="Sources")
-    for col in ("source", "kind", "parsed", "new", "updated", "skipped", "status", "seconds"):
-        table.add_column(
-            col,
-            justify="right"
-            if col in ("parsed", "new", "updated", "skipped", "seconds")
-            else "left",
-        )
+    numbers = ("requests", "parsed", "new", "updated", "skipped", "seconds")
+    for col in ("source", "kind", "status", *numbers, "warnings / error"):
+        table.add_column(col, justify="right" if col in numbers else "left")
     for row in rows:
         d = row.as_dict()
-        status = (
-            f"[red]error: {d['error']}[/red]"
+        note = (
+            f"[red]{escape(str(d['error']))}[/red]"
             if d["error"]
-            else (f"[yellow]{'; '.join(d['warnings'])}[/yellow]" if d["warnings"] else "ok")
+            else f"[yellow]{escape('; '.join(row.outcome.warnings))}[/yellow]"
         )
         table.add_row(
-            d["source"],
-            d["kind"],
+            str(d["source"]),
+            str(d["kind"]),
+            row.status,
+            str(d["requests"]),
             str(d["parsed"]),
             str(d["new"]),
             str(d["updated"]),
             str(d["skipped"]),
-            status,
-            f"{d['seconds']:.2f}",
+            f"{row.outcome.seconds:.2f}",
+            note,
         )
     out.print(table)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from newsletter.sources.base import ParseResult, arxiv_paper, entry_time, parse_feed
+from newsletter.sources.base import ParseResult, arxiv_paper, entry_authors, entry_time, parse_feed
 from newsletter.sources.ids import split_arxiv_id
 from newsletter.sources.text import (
     MAX_ABSTRACT,
@@ -28,6 +29,14 @@ def split_authors(value: str) -> tuple[str, ...]:
     return tuple(n for n in names if n)[:MAX_AUTHORS]
 
 
+def _authors(entry: Any) -> tuple[str, ...]:
+    """RSS has one comma-joined ``dc:creator``; the Atom flavour may list authors one by one."""
+    listed = entry.get("authors") or []
+    if len(listed) > 1:
+        return tuple(decode_tex(a) for a in entry_authors(entry))
+    return split_authors(str(entry.get("author", "")))
+
+
 def parse(data: bytes, source: str) -> ParseResult:
     parsed, warnings = parse_feed(data, source)
     result = ParseResult(warnings=warnings)
@@ -48,7 +57,7 @@ def parse(data: bytes, source: str) -> ParseResult:
                 source,
                 title=clean_text(entry.get("title"), MAX_TITLE),
                 abstract=clean_text(abstract, MAX_ABSTRACT),
-                authors=split_authors(str(entry.get("author", ""))),
+                authors=_authors(entry),
                 categories=tuple(t.term for t in entry.get("tags", []) if t.get("term")),
                 announce_type=(announce or "new").lower(),
                 published=entry_time(entry, "published_parsed", "updated_parsed"),

@@ -22,22 +22,53 @@ class ParseResult:
     papers: list[Paper] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     skipped: int = 0
+    total: int | None = None  # what the server says it has in all (paginated APIs)
 
 
 def parse_feed(data: bytes, source: str) -> tuple[Any, list[str]]:
-    """feedparser on bytes; a bozo feed it could still read is a warning, else an error."""
+    """feedparser on bytes; a bozo feed it could still read is a warning, else an error.
+
+    Refused before parsing: HTML pages and documents that declare XML entities (the
+    billion-laughs family; no real feed needs them). A truncated document is an error even
+    when feedparser salvaged some entries, so a half-fetched feed never passes as complete.
+    """
     if _looks_like_html(data):
         raise SourceError(
             f"source {source!r}: got an HTML page, not a feed", hint="check the source URL"
+        )
+    if _DECLARES_ENTITY.search(data[:65536]):
+        raise SourceError(
+            f"source {source!r}: the document declares XML entities; refused",
+            hint="entity expansion is a known attack; real feeds do not need it",
         )
     parsed = feedparser.parse(data)
     warnings: list[str] = []
     if parsed.get("bozo"):
         reason = str(parsed.get("bozo_exception", "malformed feed")).splitlines()[0][:200]
+        if _truncated(data, parsed):
+            raise SourceError(
+                f"source {source!r}: the feed is cut off ({reason})",
+                hint="the download was incomplete; the next collect retries",
+            )
         if not parsed.entries and not parsed.feed.get("title"):
             raise SourceError(f"source {source!r}: not a readable feed: {reason}")
         warnings.append(f"feed is malformed but readable: {reason}")
     return parsed, warnings
+
+
+_DECLARES_ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_ROOT_END = re.compile(rb"</(?:[\w.-]+:)?(?:rss|feed|RDF)\s*>\s*$")
+
+
+_ROOT_START = re.compile(rb"<(?:[\w.-]+:)?(?:rss|feed|RDF)[\s>]")
+
+
+def _truncated(data: bytes, parsed: Any) -> bool:
+    """A feed whose root element opened but never closed was cut off in transit."""
+    if parsed.get("bozo_exception") is None:
+        return False
+    head = _LEADING_JUNK.sub(b"", data[:8192], count=1)
+    return bool(_ROOT_START.match(head)) and not _ROOT_END.search(data.rstrip()[-200:])
 
 
 _LEADING_JUNK = re.compile(rb"^(?:\xef\xbb\xbf|\s+|<!--.*?-->|<\?xml[^>]*\?>)+", re.DOTALL)

@@ -40,6 +40,7 @@ def parse(data: bytes, source: str) -> ParseResult:
                 categories=tuple(t.term for t in entry.get("tags", []) if t.get("term"))[:20],
                 url=link,
                 announce_type="new",
+                doi=doi,
                 published=entry_time(entry, "published_parsed", "updated_parsed"),
             )
         )

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from newsletter.errors import SourceError
 from newsletter.models import Signals
 from newsletter.sources.base import ParseResult, arxiv_paper, iso_time
+from newsletter.sources.fetch import Fetcher
 from newsletter.sources.ids import split_arxiv_id
 from newsletter.sources.text import (
     MAX_ABSTRACT,
@@ -20,6 +22,9 @@ from newsletter.sources.text import (
     clean_text,
     safe_url,
 )
+
+if TYPE_CHECKING:
+    from newsletter.sources import SourceOutcome, SourceSpec
 
 
 def _int(value: object) -> int | None:
@@ -68,6 +73,8 @@ def parse(data: bytes, source: str) -> ParseResult:
                 summary=clean_text(_pick(paper, item, "ai_summary"), MAX_SUMMARY) or None,
                 keywords=clean_list(_pick(paper, item, "ai_keywords"), MAX_KEYWORDS, MAX_NAME),
                 published=iso_time(_pick(paper, item, "publishedAt")),
+                thumbnail_url=safe_url(_pick(item, paper, "thumbnail")),
+                organization=_organization(item, paper),
                 signals=Signals(
                     upvotes=_int(paper.get("upvotes")),
                     stars=_int(paper.get("githubStars")),
@@ -76,3 +83,37 @@ def parse(data: bytes, source: str) -> ParseResult:
             )
         )
     return result
+
+
+def _organization(item: dict[str, Any], paper: dict[str, Any]) -> str | None:
+    for holder in (item, paper):
+        org = holder.get("organization")
+        if isinstance(org, dict):
+            name = clean_text(org.get("fullname") or org.get("name"), MAX_NAME)
+            if name:
+                return name
+    return None
+
+
+def collect(spec: SourceSpec, fetcher: Fetcher, now: datetime, out: SourceOutcome) -> ParseResult:
+    """The last ``spec.days`` days of the API (a URL with ``date=`` or a file: as given)."""
+    loc = spec.location
+    if not loc.startswith(("http://", "https://")) or "date=" in loc:
+        fetched = fetcher.fetch(loc)
+        out.requests += fetched.attempts
+        return parse(fetched.body or b"", spec.name)
+    merged = ParseResult()
+    seen: set[str] = set()
+    today = now.astimezone(UTC).date()
+    for back in range(spec.days):
+        day = today - timedelta(days=back)
+        fetched = fetcher.fetch(f"{loc}{'&' if '?' in loc else '?'}date={day.isoformat()}")
+        out.requests += fetched.attempts
+        page = parse(fetched.body or b"", spec.name)
+        merged.skipped += page.skipped
+        merged.warnings.extend(page.warnings)
+        for p in page.papers:
+            if p.id not in seen:
+                seen.add(p.id)
+                merged.papers.append(p)
+    return merged

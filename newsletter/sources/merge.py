@@ -40,6 +40,11 @@ def merge_paper(existing: dict[str, Any] | None, paper: Paper) -> dict[str, Any]
         "keywords": list(paper.keywords),
         "version": paper.version,
         "published_at": paper.published,
+        "doi": paper.doi,
+        "comment": paper.comment,
+        "journal_ref": paper.journal_ref,
+        "thumbnail_url": paper.thumbnail_url,
+        "organization": paper.organization,
     }
     if existing is None:
         return fresh
@@ -62,7 +67,18 @@ def merge_paper(existing: dict[str, Any] | None, paper: Paper) -> dict[str, Any]
         merged["authors"] = list(paper.authors)
     merged["categories"] = _union(existing["categories"], paper.categories)
     merged["keywords"] = _union(existing["keywords"], paper.keywords)
-    for key in ("url", "pdf_url", "code_url", "project_url", "published_at"):
+    for key in (
+        "url",
+        "pdf_url",
+        "code_url",
+        "project_url",
+        "published_at",
+        "doi",
+        "thumbnail_url",
+        "organization",
+    ):
         merged[key] = existing[key] or fresh[key]
+    for key in ("comment", "journal_ref"):  # these belong to a version: the newest wins
+        merged[key] = (fresh[key] or existing[key]) if newer else (existing[key] or fresh[key])
     merged["summary"] = _longer(existing["summary"], paper.summary)
     return merged

@@ -1,8 +1,9 @@
-"""Schema versions, applied in order, each in its own transaction, recorded when done.
+"""Schema versions: a new database is created at the latest shape; an older one upgrades.
 
-A database made by any earlier version upgrades in place on open. Steps are append-only:
-when ``schema.py`` changes, add a step that moves an existing database to the new shape
-(and freeze step 1 as the tables it created then).
+A fresh database gets ``schema.metadata`` as it is now and every version recorded (as
+Alembic's "create_all, then stamp head"). A database made by an earlier release runs each
+missing step in order, in one transaction, each recorded when done. Steps are append-only
+and spell out their DDL, so they keep meaning what they meant when they were written.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Connection, inspect, select, text
 
 from newsletter.store import schema
 
@@ -18,11 +19,35 @@ Step = Callable[[Connection], None]
 
 
 def _initial(conn: Connection) -> None:
-    schema.metadata.create_all(conn)
+    raise AssertionError("version 1 is created from the metadata, never as a step")
+
+
+def _paper_details_and_source_state(conn: Connection) -> None:
+    for column, kind in (
+        ("doi", "VARCHAR(300)"),
+        ("comment", "TEXT"),
+        ("journal_ref", "TEXT"),
+        ("thumbnail_url", "TEXT"),
+        ("organization", "VARCHAR(200)"),
+    ):
+        conn.execute(text(f"ALTER TABLE papers ADD COLUMN {column} {kind}"))
+    conn.execute(
+        text(
+            "CREATE TABLE source_state (source VARCHAR(200) NOT NULL PRIMARY KEY, etag TEXT, "
+            "last_modified TEXT, items_hash VARCHAR(64), announcement_at VARCHAR(40), "
+            "last_collect_at VARCHAR(40), last_status VARCHAR(100), last_error TEXT, "
+            "last_success_at VARCHAR(40))"
+        )
+    )
 
 
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
+    (
+        2,
+        "paper details (doi, comment, journal ref, thumbnail, organization); source state",
+        _paper_details_and_source_state,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -39,12 +64,14 @@ def migrate(conn: Connection) -> list[int]:
     """Apply every step newer than the database; returns the versions applied."""
     applied: list[int] = []
     version = current_version(conn)
+    fresh = version == 0 and not inspect(conn).has_table("papers")
+    if fresh:
+        schema.metadata.create_all(conn)
     for number, name, step in MIGRATIONS:
         if number <= version:
             continue
-        step(conn)
-        if number == 1:
-            schema.schema_migrations.create(conn, checkfirst=True)
+        if not fresh:
+            step(conn)
         conn.execute(
             schema.schema_migrations.insert().values(
                 version=number, name=name, applied_at=datetime.now(UTC).isoformat()

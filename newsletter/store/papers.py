@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from newsletter.models import (
     Paper,
@@ -18,80 +19,127 @@ from newsletter.sources.merge import merge_paper
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase, chunks, dt, iso
 
+REPLACEMENTS = frozenset({"replace", "replace-cross"})
+Reading = tuple[int | None, int | None, int | None]
+_DETAILS = ("doi", "comment", "journal_ref", "thumbnail_url", "organization")
+
+
+@dataclass(slots=True)
+class MergeCounts:
+    """What one merge did: papers added, papers changed, replacements of unknown papers."""
+
+    new: int = 0
+    updated: int = 0
+    skipped: int = 0
+
 
 class PaperStore(StoreBase):
-    def merge_papers(self, papers: Iterable[Paper], now: datetime) -> tuple[int, int]:
-        """Merge parsed papers into the store; returns (new, updated). Idempotent."""
-        new = updated = 0
-        stamp = now.isoformat()
-        with self.engine.begin() as conn:
-            for paper in papers:
-                row = (
-                    conn.execute(select(t.papers).where(t.papers.c.id == paper.id))
-                    .mappings()
-                    .first()
-                )
-                existing = _decode_paper_row(row) if row else None
-                merged = merge_paper(existing, paper)
-                values = _encode_paper(merged)
-                if existing is None:
-                    conn.execute(
-                        t.papers.insert().values(
-                            id=paper.id, first_seen_at=stamp, updated_at=stamp, **values
-                        )
-                    )
-                    new += 1
-                elif merged != existing:
-                    conn.execute(
-                        t.papers.update()
-                        .where(t.papers.c.id == paper.id)
-                        .values(updated_at=stamp, **values)
-                    )
-                    updated += 1
-                self._touch_source(conn, paper, stamp)
-                self._record_signals(conn, paper, stamp)
-        return new, updated
+    def merge_papers(self, papers: Iterable[Paper], now: datetime) -> MergeCounts:
+        """Merge parsed papers into the store in one transaction. Idempotent.
 
-    def _touch_source(self, conn: Any, paper: Paper, stamp: str) -> None:
-        ps = t.paper_sources
-        conn.execute(
-            self._insert_ignore(ps).values(
-                paper_id=paper.id,
-                source=paper.source,
-                announce_type=paper.announce_type,
-                first_seen_at=stamp,
-                last_seen_at=stamp,
+        A ``replace`` of a paper not stored is skipped: it is an old paper revised, not news.
+        """
+        batch = list(papers)
+        counts = MergeCounts()
+        stamp = now.isoformat()
+        ids = list(dict.fromkeys(p.id for p in batch))
+        with self.engine.begin() as conn:
+            stored = self._rows(conn, ids)
+            readings = self._last_readings(conn, ids)
+            fresh: dict[str, dict[str, Any]] = {}
+            changed: dict[str, dict[str, Any]] = {}
+            signal_rows: list[dict[str, Any]] = []
+            for paper in batch:
+                old = fresh.get(paper.id) or changed.get(paper.id) or stored.get(paper.id)
+                if old is None and paper.announce_type in REPLACEMENTS:
+                    counts.skipped += 1
+                    continue
+                merged = merge_paper(old, paper)
+                if paper.id in fresh or old is None:
+                    fresh[paper.id] = merged
+                elif merged != old:
+                    changed[paper.id] = merged
+                key = (paper.id, paper.source)
+                reading = (paper.signals.upvotes, paper.signals.stars, paper.signals.comments)
+                if not paper.signals.is_empty() and readings.get(key) != reading:
+                    readings[key] = reading
+                    signal_rows.append(
+                        {
+                            "paper_id": paper.id,
+                            "source": paper.source,
+                            "seen_at": stamp,
+                            "upvotes": reading[0],
+                            "stars": reading[1],
+                            "comments": reading[2],
+                        }
+                    )
+            if fresh:
+                conn.execute(
+                    t.papers.insert(),
+                    [
+                        {"id": pid, "first_seen_at": stamp, "updated_at": stamp, **_encode_paper(m)}
+                        for pid, m in fresh.items()
+                    ],
+                )
+            for pid, m in changed.items():
+                conn.execute(
+                    t.papers.update()
+                    .where(t.papers.c.id == pid)
+                    .values(updated_at=stamp, **_encode_paper(m))
+                )
+            kept = [p for p in batch if p.id in fresh or p.id in changed or p.id in stored]
+            self._touch_sources(conn, kept, stamp)
+            if signal_rows:
+                conn.execute(t.signals.insert(), signal_rows)
+        counts.new, counts.updated = len(fresh), len(changed)
+        return counts
+
+    def _rows(self, conn: Any, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out = {}
+        for chunk in chunks(ids):
+            for row in conn.execute(select(t.papers).where(t.papers.c.id.in_(chunk))).mappings():
+                out[row["id"]] = _decode_paper_row(row)
+        return out
+
+    def _last_readings(self, conn: Any, ids: Sequence[str]) -> dict[tuple[str, str], Reading]:
+        """The latest signal reading per (paper, source)."""
+        s = t.signals
+        out: dict[tuple[str, str], Reading] = {}
+        for chunk in chunks(ids):
+            latest = (
+                select(func.max(s.c.id).label("last_id"))
+                .where(s.c.paper_id.in_(chunk))
+                .group_by(s.c.paper_id, s.c.source)
+                .subquery()
             )
-        )
+            q = select(s.c.paper_id, s.c.source, s.c.upvotes, s.c.stars, s.c.comments).join(
+                latest, s.c.id == latest.c.last_id
+            )
+            for pid, src, up, st, co in conn.execute(q):
+                out[(pid, src)] = (up, st, co)
+        return out
+
+    def _touch_sources(self, conn: Any, papers: Sequence[Paper], stamp: str) -> None:
+        if not papers:
+            return
+        ps = t.paper_sources
+        rows = [
+            {
+                "paper_id": p.id,
+                "source": p.source,
+                "announce_type": p.announce_type,
+                "first_seen_at": stamp,
+                "last_seen_at": stamp,
+            }
+            for p in papers
+        ]
+        conn.execute(self._insert_ignore(ps), rows)
         conn.execute(
             ps.update()
-            .where(ps.c.paper_id == paper.id, ps.c.source == paper.source)
-            .values(last_seen_at=stamp)
+            .where(ps.c.paper_id == bindparam("pid"), ps.c.source == bindparam("src"))
+            .values(last_seen_at=stamp, announce_type=bindparam("announce")),
+            [{"pid": p.id, "src": p.source, "announce": p.announce_type} for p in papers],
         )
-
-    def _record_signals(self, conn: Any, paper: Paper, stamp: str) -> None:
-        """Store a reading only when it differs from the source's latest one."""
-        if paper.signals.is_empty():
-            return
-        s = t.signals
-        last = conn.execute(
-            select(s.c.upvotes, s.c.stars, s.c.comments)
-            .where(s.c.paper_id == paper.id, s.c.source == paper.source)
-            .order_by(s.c.seen_at.desc(), s.c.id.desc())
-            .limit(1)
-        ).first()
-        reading = (paper.signals.upvotes, paper.signals.stars, paper.signals.comments)
-        if last is None or tuple(last) != reading:
-            conn.execute(
-                s.insert().values(
-                    paper_id=paper.id,
-                    source=paper.source,
-                    seen_at=stamp,
-                    upvotes=reading[0],
-                    stars=reading[1],
-                    comments=reading[2],
-                )
-            )
 
     def papers_since(self, since: datetime) -> list[StoredPaper]:
         """Papers first seen at or after ``since``, with sources and latest signals."""
@@ -169,6 +217,7 @@ def _decode_paper_row(row: Any) -> dict[str, Any]:
             "project_url",
             "summary",
             "version",
+            *_DETAILS,
         )
     }
     for k in _LIST_COLUMNS:
@@ -205,4 +254,5 @@ def _stored_paper(row: Any, sources: tuple[str, ...], sigs: Signals) -> StoredPa
         first_seen=first_seen,
         sources=sources,
         signals=sigs,
+        **{k: row[k] for k in _DETAILS},
     )

@@ -44,6 +44,11 @@ papers = Table(
     Column("summary", Text),
     Column("keywords", Text, nullable=False, default="[]"),
     Column("published_at", String(40)),
+    Column("doi", String(300)),
+    Column("comment", Text),
+    Column("journal_ref", Text),
+    Column("thumbnail_url", Text),
+    Column("organization", String(200)),
     Column("first_seen_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Index("ix_papers_first_seen", "first_seen_at"),
@@ -124,4 +129,18 @@ sent_papers = Table(
     Column("edition_id", Integer, ForeignKey("editions.id"), nullable=False),
     Column("sent_at", String(40), nullable=False),
     PrimaryKeyConstraint("subscriber_id", "paper_id"),
+)
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(200), primary_key=True),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("items_hash", String(64)),
+    Column("announcement_at", String(40)),
+    Column("last_collect_at", String(40)),
+    Column("last_status", String(100)),
+    Column("last_error", Text),
+    Column("last_success_at", String(40)),
 )
