@@ -61,6 +61,7 @@ class SMTPSender:
     async def _connection(self) -> aiosmtplib.SMTP:
         if self._smtp is not None and self._smtp.is_connected:
             return self._smtp
+        self._smtp = None
         smtp = aiosmtplib.SMTP(
             hostname=self._host,
             port=self._port,
@@ -70,6 +71,7 @@ class SMTPSender:
         )
         try:
             await smtp.connect()
+            await smtp.ehlo()
             if self._username:
                 await smtp.login(self._username, self._password or "")
         except aiosmtplib.SMTPAuthenticationError as exc:
@@ -87,20 +89,43 @@ class SMTPSender:
         return smtp
 
     async def send(self, message: OutgoingMessage) -> SendResult:
+        """One transaction: MAIL, RCPT (exactly the subscriber), DATA.
+
+        A refusal is unambiguous whenever it comes; losing the connection before DATA is a
+        plain temporary failure, losing it during or after DATA is ambiguous (the server
+        may have kept the message), so the ledger can mark that row uncertain.
+        """
         smtp = await self._connection()
+        options: list[str] = []
+        encoding = "ascii"
+        if message.smtputf8:
+            if not smtp.supports_extension("smtputf8"):
+                return SendResult(
+                    False,
+                    None,
+                    "the server does not offer SMTPUTF8, which this "
+                    "internationalised address needs",
+                    permanent=True,
+                )
+            options, encoding = ["SMTPUTF8"], "utf-8"
         try:
-            _, reply = await smtp.sendmail(message.mail_from, [message.recipient], message.data)
-        except aiosmtplib.SMTPRecipientsRefused as exc:
-            refused = exc.recipients[0]
-            await self._reset()
-            return SendResult(False, refused.code, refused.message, refused.code >= 500)
+            await smtp.mail(message.mail_from, options=options, encoding=encoding)
+            await smtp.rcpt(message.recipient, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset()
             return SendResult(False, exc.code, exc.message, exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
-            return SendResult(False, None, f"{exc.__class__.__name__}: {exc}"[:500], False)
-        return SendResult(True, 250, reply)
+            return SendResult(False, None, _describe(exc), False)
+        try:
+            response = await smtp.data(message.data)
+        except aiosmtplib.SMTPResponseException as exc:
+            await self._reset()
+            return SendResult(False, exc.code, exc.message, exc.code >= 500)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            await self._drop()
+            return SendResult(False, None, _describe(exc), False, ambiguous=True)
+        return SendResult(True, response.code, response.message)
 
     async def _reset(self) -> None:
         """A failed transaction must not leave the connection mid-transaction."""
@@ -141,6 +166,10 @@ class OutboxSender:
 
     async def close(self) -> None:
         return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {exc}"[:500]
 
 
 def safe_filename(address: str) -> str:

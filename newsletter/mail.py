@@ -22,9 +22,8 @@ from newsletter.models import RenderedEmail
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
 # Parts are built at 78 columns (quoted-printable needs short lines); headers are written
-# with the RFC 5322 hard limit so long List-Unsubscribe URIs are never turned into
-# encoded-words, which mail clients would not recognise.
-WIRE_POLICY = SMTP.clone(max_line_length=998)
+# with the RFC 5322 hard limit (``to_bytes``) so long List-Unsubscribe URIs are never turned
+# into encoded-words, which mail clients would not recognise.
 
 
 def header_safe(value: str, limit: int = 900) -> str:
@@ -73,10 +72,15 @@ def build_message(
     now: datetime,
 ) -> EmailMessage:
     """The complete message: text part first, HTML alternative second."""
-    msg = EmailMessage(policy=SMTP)
+    utf8 = needs_smtputf8(to_addr)
+    msg = EmailMessage(policy=SMTP.clone(utf8=True) if utf8 else SMTP)
     from_name, from_addr = parseaddr(headers.sender)
     msg["From"] = Address(header_safe(from_name), addr_spec=from_addr)
-    msg["To"] = Address(header_safe(to_name), addr_spec=header_safe(to_addr))
+    if utf8:  # the header registry refuses a non-ASCII local part as an Address object
+        name = header_safe(to_name).replace("\\", "").replace('"', "")
+        msg["To"] = f'"{name}" <{header_safe(to_addr)}>' if name else header_safe(to_addr)
+    else:
+        msg["To"] = Address(header_safe(to_name), addr_spec=header_safe(to_addr))
     msg["Subject"] = header_safe(email.subject, 250)
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = msg_id
@@ -95,5 +99,10 @@ def build_message(
 
 
 def to_bytes(msg: EmailMessage) -> bytes:
-    """The message as sent on the wire (CRLF line ends)."""
-    return msg.as_bytes(policy=WIRE_POLICY)
+    """The message as sent on the wire (CRLF line ends, headers up to 998 octets)."""
+    return msg.as_bytes(policy=msg.policy.clone(max_line_length=998))
+
+
+def needs_smtputf8(address: str) -> bool:
+    """An address with non-ASCII characters needs SMTPUTF8 on the wire (RFC 6531)."""
+    return not address.isascii()

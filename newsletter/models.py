@@ -146,6 +146,7 @@ class OutgoingMessage:
     recipient: str
     message_id: str
     data: bytes
+    smtputf8: bool = False  # the envelope needs SMTPUTF8 (an internationalised address)
 
 
 class DeliveryStatus(StrEnum):
@@ -166,6 +167,7 @@ class SendResult:
     code: int | None = None
     reply: str = ""
     permanent: bool = False
+    ambiguous: bool = False  # the connection died after DATA: the server may have it
 
 
 @dataclass(slots=True)
@@ -177,6 +179,7 @@ class RunReport:
     sent: int = 0
     failed: int = 0
     bounced: int = 0
+    uncertain: int = 0
     skipped_empty: int = 0
     already_done: int = 0
     pending: int = 0
@@ -184,4 +187,4 @@ class RunReport:
 
     @property
     def exit_code(self) -> int:
-        return 3 if (self.failed or self.pending) else 0
+        return 3 if (self.failed or self.pending or self.uncertain) else 0

@@ -12,16 +12,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from newsletter.config import Config
 from newsletter.deliver import Sender, is_hard_bounce
-from newsletter.errors import SMTPUnavailableError
+from newsletter.errors import SMTPUnavailableError, TemplateError
 from newsletter.mail import (
     ListHeaders,
     build_message,
     list_id_for,
     message_id,
+    needs_smtputf8,
     sender_domain,
     to_bytes,
 )
@@ -30,6 +32,7 @@ from newsletter.models import (
     Digest,
     OutgoingMessage,
     RunReport,
+    SendResult,
     Subscriber,
     SubscriberStatus,
 )
@@ -48,9 +51,11 @@ def edition_date_for(now: datetime, zone: str) -> date:
     return now.astimezone(ZoneInfo(zone)).date()
 
 
-def is_due(subscriber: Subscriber, edition: date) -> bool:
-    """Daily subscribers every day; weekly ones on Mondays."""
-    return subscriber.frequency == "daily" or edition.weekday() == 0
+def is_due(subscriber: Subscriber, edition: date, last_sent: date | None) -> bool:
+    """Daily subscribers every day; weekly ones when their last edition is a week old."""
+    if subscriber.frequency != "weekly":
+        return True
+    return last_sent is None or (edition - last_sent).days >= 7
 
 
 class Edition:
@@ -68,7 +73,6 @@ class Edition:
         self.candidates = store.papers_since(since)
         self.context = RankingContext(self.candidates, topics)
         self._renderer = renderer
-        self._history: dict[int, set[str]] | None = None
 
     @property
     def renderer(self) -> Renderer:
@@ -80,11 +84,10 @@ class Edition:
         return self._renderer
 
     def history(self, subscribers: Sequence[Subscriber]) -> dict[int, set[str]]:
-        if self._history is None:
-            self._history = self.store.sent_paper_ids(
-                [s.id for s in subscribers], [p.id for p in self.candidates]
-            )
-        return self._history
+        """Which candidates each subscriber was already sent: one query per edition."""
+        return self.store.sent_paper_ids(
+            [s.id for s in subscribers], [p.id for p in self.candidates]
+        )
 
     def digest(self, subscriber: Subscriber, history: dict[int, set[str]]) -> Digest:
         items = self.context.rank(
@@ -174,53 +177,110 @@ async def send_edition(
 ) -> RunReport:
     """Deliver today's edition to every due subscriber not yet served; resumable.
 
-    Call it holding the run lock: rows left ``sending`` are taken as interrupted.
+    Call it holding the run lock: rows left ``sending`` are taken as interrupted. Raises
+    ``SendInterrupted`` (with the report so far) when the server cannot be reached; the rows
+    not reached stay pending for the next run.
     """
     edition = Edition(config, store, now)
     report = RunReport(edition.date, dry_run=dry_run)
     edition_id = store.edition(edition.date, now)
     store.recover_interrupted(edition_id, now)
     active = {s.id: s for s in store.subscribers(SubscriberStatus.ACTIVE)}
-    store.plan_deliveries(
-        edition_id, [s.id for s in active.values() if is_due(s, edition.date)], now
-    )
+    weekly = [s.id for s in active.values() if s.frequency == "weekly"]
+    last_sent = store.last_sent_dates(weekly) if weekly else {}
+    due = [s.id for s in active.values() if is_due(s, edition.date, last_sent.get(s.id))]
+    store.plan_deliveries(edition_id, due, now)
     rows = store.deliveries(edition_id)
-    history = edition.history(list(active.values()))
-    from_addr = parseaddr(config.newsletter.sender)[1]
-    for done, row in enumerate(rows, start=1):
-        if progress:
-            progress(done, len(rows))
+    run = _Run(
+        edition,
+        store,
+        sender,
+        signer,
+        secret,
+        report,
+        edition.history(list(active.values())),
+        active,
+        parseaddr(config.newsletter.sender)[1],
+        dry_run,
+    )
+    try:
+        for done, row in enumerate(rows, start=1):
+            if progress:
+                progress(done, len(rows))
+            await run.deliver(row)
+    except SMTPUnavailableError as exc:
+        _tally(report, store.deliveries(edition_id))
+        raise SendInterrupted(report, exc) from None
+    finally:
+        await sender.close()
+    _tally(report, store.deliveries(edition_id))
+    return report
+
+
+def _tally(report: RunReport, rows: Sequence[dict[str, Any]]) -> None:
+    """What is left open in the ledger after the run: retries to come, outcomes unknown."""
+    report.pending = sum(1 for r in rows if r["status"] == DeliveryStatus.PENDING)
+    report.uncertain = sum(1 for r in rows if r["status"] == DeliveryStatus.UNCERTAIN)
+
+
+@dataclass
+class _Run:
+    """One send run's edges and running totals; ``deliver`` handles one ledger row."""
+
+    edition: Edition
+    store: Store
+    sender: Sender
+    signer: Signer
+    secret: str
+    report: RunReport
+    history: dict[int, set[str]]
+    active: dict[int, Subscriber]
+    mail_from: str
+    dry_run: bool
+
+    async def deliver(self, row: dict[str, Any]) -> None:
+        store, report, now = self.store, self.report, self.edition.now
         status = DeliveryStatus(row["status"])
-        if status in (DeliveryStatus.SENT, DeliveryStatus.SKIPPED, DeliveryStatus.BOUNCED):
+        if status not in (DeliveryStatus.PENDING, DeliveryStatus.UNCERTAIN):
             report.already_done += 1
-            continue
-        if status is DeliveryStatus.FAILED and row["attempts"] >= MAX_ATTEMPTS:
-            report.failed += 1
-            continue
-        sub = active.get(row["subscriber_id"])
+            return
+        sub = self.active.get(row["subscriber_id"])
         if sub is None:  # left the list after this edition was planned
             store.mark(row["id"], DeliveryStatus.SKIPPED, "no longer active", now)
-            continue
-        digest = edition.digest(sub, history)
-        if not digest.items and not config.digest.send_empty:
+            return
+        digest = self.edition.digest(sub, self.history)
+        if not digest.items and not self.edition.config.digest.send_empty:
             store.mark(row["id"], DeliveryStatus.SKIPPED, "nothing new", now)
             report.skipped_empty += 1
             report.rows.append(_row(sub, 0, "skipped", "nothing new"))
-            continue
-        composed = edition.compose(digest, signer, secret, row["message_id"])
-        if not store.claim(row["id"], composed.message_id, [i.paper.id for i in digest.items], now):
-            continue  # another process took it
+            return
         try:
-            result = await sender.send(
-                OutgoingMessage(sub.id, from_addr, sub.email, composed.message_id, composed.data)
+            composed = self.edition.compose(digest, self.signer, self.secret, row["message_id"])
+        except TemplateError:
+            raise  # every message would fail alike: stop, leave the rows pending
+        except Exception as exc:  # this subscriber's data cannot make a message
+            store.mark(row["id"], DeliveryStatus.FAILED, f"cannot build the message: {exc}", now)
+            report.failed += 1
+            report.rows.append(_row(sub, len(digest.items), "failed", str(exc)))
+            return
+        if not store.claim(
+            row["id"], composed.message_id, [i.paper.id for i in digest.items], now, MAX_ATTEMPTS
+        ):
+            return  # another process took it, or it left the list a moment ago
+        try:
+            result = await self.sender.send(
+                OutgoingMessage(
+                    sub.id,
+                    self.mail_from,
+                    sub.email,
+                    composed.message_id,
+                    composed.data,
+                    smtputf8=needs_smtputf8(sub.email),
+                )
             )
-        except SMTPUnavailableError as exc:
-            store.release(row["id"], now)
-            report.pending = sum(
-                1 for r in rows[done - 1 :] if r["status"] in ("pending", "uncertain", "failed")
-            )
-            report.rows.append(_row(sub, len(digest.items), "pending", str(exc)))
-            raise SendInterrupted(report, exc) from None
+        except SMTPUnavailableError:
+            store.release(row["id"], status, now)
+            raise
         log.info(
             "%s %s: %s %s",
             composed.message_id,
@@ -228,25 +288,34 @@ async def send_edition(
             "accepted" if result.ok else "refused",
             result.reply[:200],
         )
+        self._record(row, sub, len(digest.items), composed.subject, result)
+
+    def _record(
+        self, row: dict[str, Any], sub: Subscriber, papers: int, subject: str, result: SendResult
+    ) -> None:
+        store, report, now = self.store, self.report, self.edition.now
+        reply = f"{result.code or ''} {result.reply}".strip()
         if result.ok:
-            store.mark_sent(row["id"], result.reply[:200], now)
+            store.mark_sent(row["id"], result.reply, now)
             report.sent += 1
-            report.rows.append(
-                _row(sub, len(digest.items), "written" if dry_run else "sent", composed.subject)
-            )
+            report.rows.append(_row(sub, papers, "written" if self.dry_run else "sent", subject))
+        elif result.ambiguous:
+            store.mark(row["id"], DeliveryStatus.UNCERTAIN, reply, now)
+            report.rows.append(_row(sub, papers, "uncertain", reply))
         elif is_hard_bounce(result):
-            store.mark(row["id"], DeliveryStatus.BOUNCED, f"{result.code} {result.reply}", now)
+            store.mark(row["id"], DeliveryStatus.BOUNCED, reply, now)
             store.set_subscriber_status(sub.email, SubscriberStatus.BOUNCED, now)
             report.bounced += 1
-            report.rows.append(_row(sub, len(digest.items), "bounced", result.reply))
-        else:
-            store.mark(row["id"], DeliveryStatus.FAILED, f"{result.code} {result.reply}", now)
+            report.rows.append(_row(sub, papers, "bounced", reply))
+        elif result.permanent or row["attempts"] + 1 >= MAX_ATTEMPTS:
+            if not result.permanent:
+                reply = f"gave up after {MAX_ATTEMPTS} attempts: {reply}"
+            store.mark(row["id"], DeliveryStatus.FAILED, reply, now)
             report.failed += 1
-            report.rows.append(
-                _row(sub, len(digest.items), "failed", f"{result.code} {result.reply}")
-            )
-    await sender.close()
-    return report
+            report.rows.append(_row(sub, papers, "failed", reply))
+        else:  # temporary: the next run tries again
+            store.mark(row["id"], DeliveryStatus.PENDING, reply, now)
+            report.rows.append(_row(sub, papers, "retry later", reply))
 
 
 class SendInterrupted(Exception):

@@ -32,6 +32,7 @@ class RecordingHandler:
 
     received: list[Received] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)
+    drop_after_data: set[str] = field(default_factory=set)  # keep the message, then hang up
 
     async def handle_RCPT(
         self,
@@ -49,14 +50,25 @@ class RecordingHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         data = envelope.original_content or b""
         self.received.append(Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data))
+        # the ambiguous case: the message is kept, but no 250 reaches the client
+        if self.drop_after_data & set(envelope.rcpt_tos) and server.transport is not None:
+            server.transport.close()
         return "250 Message accepted for delivery"
 
 
 class LocalSMTPServer:
     """Runs an aiosmtpd server in a thread; use as a context manager."""
 
-    def __init__(self, handler: Any | None = None, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: Any | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        smtputf8: bool = False,
+    ) -> None:
         self.handler = handler if handler is not None else RecordingHandler()
+        self.smtputf8 = smtputf8
         self.host = host
         self.port = port
         self._loop = asyncio.new_event_loop()
@@ -75,7 +87,12 @@ class LocalSMTPServer:
 
         async def create() -> asyncio.Server:
             return await self._loop.create_server(
-                lambda: SMTP(self.handler, hostname="localhost", decode_data=False),
+                lambda: SMTP(
+                    self.handler,
+                    hostname="localhost",
+                    decode_data=False,
+                    enable_SMTPUTF8=self.smtputf8,
+                ),
                 host=self.host,
                 port=self.port,
             )

@@ -35,7 +35,12 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def write_config(
-    tmp_path: Path, smtp_port: int, *, extra: str = "", sources: str | None = None
+    tmp_path: Path,
+    smtp_port: int,
+    *,
+    extra: str = "",
+    sources: str | None = None,
+    newsletter_extra: str = "",
 ) -> Path:
     """A config using the bundled sample feeds, a database in tmp_path and the given SMTP port."""
     sample = sample_dir()
@@ -62,6 +67,7 @@ sender = "Test Digest <digest@test.example>"
 base_url = "https://digest.test.example"
 database = "var/test.db"
 unsubscribe_mailto = "unsubscribe@test.example"
+{newsletter_extra}
 
 [smtp]
 host = "127.0.0.1"

@@ -105,8 +105,8 @@ def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
     store.plan_deliveries(edition, [sub.id], NOW)
     [row] = store.deliveries(edition)
     assert row["status"] == "pending"
-    assert store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW)
-    assert not store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW)  # already sending
+    assert store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW, 5)
+    assert not store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW, 5)  # already sending
     store.mark_sent(row["id"], "250 ok", NOW)
     [row] = store.deliveries(edition)
     assert row["status"] == "sent" and row["attempts"] == 1 and row["message_id"] == "<m@x>"
@@ -120,13 +120,44 @@ def test_interrupted_sending_rows_become_uncertain_and_keep_message_id(store: St
     edition = store.edition(NOW.date(), NOW)
     store.plan_deliveries(edition, [sub.id], NOW)
     [row] = store.deliveries(edition)
-    store.claim(row["id"], "<first@x>", [], NOW)
+    store.claim(row["id"], "<first@x>", [], NOW, 5)
     assert store.recover_interrupted(edition, NOW) == 1
     [row] = store.deliveries(edition)
     assert row["status"] == DeliveryStatus.UNCERTAIN
-    assert store.claim(row["id"], "<second@x>", [], NOW)
+    assert store.claim(row["id"], "<second@x>", [], NOW, 5)
     [row] = store.deliveries(edition)
     assert row["message_id"] == "<first@x>"  # a resend carries the same Message-ID
+    # interrupted again: the row stays uncertain and is not sent a third time
+    assert store.recover_interrupted(edition, NOW) == 1
+    assert not store.claim(row["id"], "<third@x>", [], NOW, 5)
+
+
+def test_release_restores_the_previous_state(store: Store) -> None:
+    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
+    sub = store.subscriber(email="a@example.org")
+    assert sub is not None
+    edition = store.edition(NOW.date(), NOW)
+    store.plan_deliveries(edition, [sub.id], NOW)
+    [row] = store.deliveries(edition)
+    store.claim(row["id"], "<m@x>", [], NOW, 5)
+    store.recover_interrupted(edition, NOW)
+    assert store.claim(row["id"], "<m@x>", [], NOW, 5)
+    store.release(row["id"], DeliveryStatus.UNCERTAIN, NOW)
+    [row] = store.deliveries(edition)
+    assert (row["status"], row["attempts"], row["ambiguous"]) == ("uncertain", 1, 1)
+
+
+def test_claim_refuses_a_subscriber_who_left_and_rows_over_the_cap(store: Store) -> None:
+    for email in ("a@example.org", "b@example.org"):
+        store.upsert_subscriber(Subscriber(id=0, email=email), NOW)
+    a, b = store.subscriber(email="a@example.org"), store.subscriber(email="b@example.org")
+    assert a is not None and b is not None
+    edition = store.edition(NOW.date(), NOW)
+    store.plan_deliveries(edition, [a.id, b.id], NOW)
+    row_a, row_b = store.deliveries(edition)
+    store.set_subscriber_status("a@example.org", SubscriberStatus.UNSUBSCRIBED, NOW)
+    assert not store.claim(row_a["id"], "<m@x>", [], NOW, 5)
+    assert not store.claim(row_b["id"], "<m@x>", [], NOW, 0)  # attempts cap reached
 
 
 def test_suppressed_subscriber_is_never_brought_back(store: Store) -> None:

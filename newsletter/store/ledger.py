@@ -7,11 +7,9 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 
-from newsletter.models import (
-    DeliveryStatus,
-)
+from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase, chunks
 
@@ -55,13 +53,21 @@ class LedgerStore(StoreBase):
                 conn.execute(self._insert_ignore(t.deliveries), rows)
 
     def recover_interrupted(self, edition_id: int, now: datetime) -> int:
-        """Rows left ``sending`` by a killed run may have been accepted: mark them uncertain."""
+        """Rows left ``sending`` by a killed run may have been accepted: mark them uncertain.
+
+        Only safe under the run lock: no other process can be mid-transaction on them.
+        """
         d = t.deliveries
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(d)
                 .where(d.c.edition_id == edition_id, d.c.status == DeliveryStatus.SENDING.value)
-                .values(status=DeliveryStatus.UNCERTAIN.value, updated_at=now.isoformat())
+                .values(
+                    status=DeliveryStatus.UNCERTAIN.value,
+                    ambiguous=d.c.ambiguous + 1,
+                    last_reply="interrupted during sending",
+                    updated_at=now.isoformat(),
+                )
             )
         return int(res.rowcount)
 
@@ -76,19 +82,31 @@ class LedgerStore(StoreBase):
             ]
 
     def claim(
-        self, delivery_id: int, message_id: str, paper_ids: Sequence[str], now: datetime
+        self,
+        delivery_id: int,
+        message_id: str,
+        paper_ids: Sequence[str],
+        now: datetime,
+        max_attempts: int,
     ) -> bool:
-        """Atomically move a row to ``sending`` before the SMTP transaction; False if taken."""
-        d = t.deliveries
-        claimable = (
-            DeliveryStatus.PENDING.value,
-            DeliveryStatus.UNCERTAIN.value,
-            DeliveryStatus.FAILED.value,
+        """Atomically move a row to ``sending`` before the SMTP transaction; False if not ours.
+
+        Claimable: pending rows under the attempt cap, and uncertain rows not yet resent (an
+        uncertain row is resent once, with its Message-ID). The subscriber must still be
+        active at this moment: unsubscribing wins even mid-edition.
+        """
+        d, s = t.deliveries, t.subscribers
+        active = exists().where(
+            s.c.id == d.c.subscriber_id, s.c.status == SubscriberStatus.ACTIVE.value
+        )
+        claimable = or_(
+            and_(d.c.status == DeliveryStatus.PENDING.value, d.c.attempts < max_attempts),
+            and_(d.c.status == DeliveryStatus.UNCERTAIN.value, d.c.ambiguous <= 1),
         )
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(d)
-                .where(d.c.id == delivery_id, d.c.status.in_(claimable))
+                .where(d.c.id == delivery_id, claimable, active)
                 .values(
                     status=DeliveryStatus.SENDING.value,
                     attempts=d.c.attempts + 1,
@@ -114,7 +132,7 @@ class LedgerStore(StoreBase):
                 .where(d.c.id == delivery_id)
                 .values(
                     status=DeliveryStatus.SENT.value,
-                    last_reply=reply,
+                    last_reply=reply[:1000],
                     sent_at=stamp,
                     updated_at=stamp,
                 )
@@ -135,28 +153,45 @@ class LedgerStore(StoreBase):
                 )
 
     def mark(self, delivery_id: int, status: DeliveryStatus, reply: str, now: datetime) -> None:
-        """Move a row to a final or retryable state with the server's reply."""
+        """Move a row to ``status`` with the server's reply (an ambiguous end counts once)."""
         d = t.deliveries
+        values: dict[str, Any] = {
+            "status": status.value,
+            "last_reply": reply[:1000],
+            "updated_at": now.isoformat(),
+        }
+        if status is DeliveryStatus.UNCERTAIN:
+            values["ambiguous"] = d.c.ambiguous + 1
         with self.engine.begin() as conn:
-            conn.execute(
-                update(d)
-                .where(d.c.id == delivery_id)
-                .values(status=status.value, last_reply=reply[:1000], updated_at=now.isoformat())
-            )
+            conn.execute(update(d).where(d.c.id == delivery_id).values(**values))
 
-    def release(self, delivery_id: int, now: datetime) -> None:
-        """Back to pending: the transaction never started (server unreachable)."""
+    def release(self, delivery_id: int, previous: DeliveryStatus, now: datetime) -> None:
+        """Undo a claim whose transaction never started (server unreachable)."""
         d = t.deliveries
         with self.engine.begin() as conn:
             conn.execute(
                 update(d)
-                .where(d.c.id == delivery_id)
+                .where(d.c.id == delivery_id, d.c.status == DeliveryStatus.SENDING.value)
                 .values(
-                    status=DeliveryStatus.PENDING.value,
-                    attempts=d.c.attempts - 1,
-                    updated_at=now.isoformat(),
+                    status=previous.value, attempts=d.c.attempts - 1, updated_at=now.isoformat()
                 )
             )
+
+    def last_sent_dates(self, subscriber_ids: Sequence[int]) -> dict[int, date]:
+        """Each subscriber's most recent edition that reached them."""
+        d, e = t.deliveries, t.editions
+        out: dict[int, date] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(subscriber_ids):
+                q = (
+                    select(d.c.subscriber_id, func.max(e.c.edition_date))
+                    .join(e, e.c.id == d.c.edition_id)
+                    .where(d.c.status == DeliveryStatus.SENT.value, d.c.subscriber_id.in_(chunk))
+                    .group_by(d.c.subscriber_id)
+                )
+                for sid, day in conn.execute(q):
+                    out[sid] = date.fromisoformat(day)
+        return out
 
     def sent_paper_ids(
         self, subscriber_ids: Sequence[int], paper_ids: Sequence[str]

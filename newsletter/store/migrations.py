@@ -31,6 +31,7 @@ def _paper_details_and_source_state(conn: Connection) -> None:
         ("organization", "VARCHAR(200)"),
     ):
         conn.execute(text(f"ALTER TABLE papers ADD COLUMN {column} {kind}"))
+    conn.execute(text("ALTER TABLE deliveries ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0"))
     conn.execute(
         text(
             "CREATE TABLE source_state (source VARCHAR(200) NOT NULL PRIMARY KEY, etag TEXT, "

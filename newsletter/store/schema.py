@@ -112,6 +112,7 @@ deliveries = Table(
     Column("status", String(20), nullable=False),
     Column("message_id", String(300)),
     Column("attempts", Integer, nullable=False, default=0),
+    Column("ambiguous", Integer, nullable=False, default=0),
     Column("last_reply", Text),
     Column("paper_ids", Text, nullable=False, default="[]"),
     Column("created_at", String(40), nullable=False),
