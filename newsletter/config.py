@@ -104,6 +104,14 @@ class SourceConfig(_Strict):
     page_size: int = Field(default=100, ge=1, le=2000)
     max_results: int = Field(default=1000, ge=1, le=30000)
 
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, value: str) -> str:
+        scheme, sep, _ = value.partition("://")
+        if sep and scheme.lower() not in ("http", "https", "file"):
+            raise ValueError("expected an http(s):// or file:// URL, or a local path")
+        return value
+
     @model_validator(mode="after")
     def _options_fit_kind(self) -> SourceConfig:
         for key in sorted(self.model_fields_set & _SOURCE_OPTIONS.keys()):

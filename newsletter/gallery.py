@@ -10,7 +10,7 @@ from pathlib import Path
 
 from newsletter.deliver import safe_filename
 
-_SUFFIXES = (".eml", ".html", ".txt")
+MANIFEST = ".gallery-files"
 
 
 def parts(data: bytes) -> tuple[str, str, str]:
@@ -29,9 +29,13 @@ def parts(data: bytes) -> tuple[str, str, str]:
 def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: str) -> Path:
     """Write each (address, message bytes) and an ``index.html`` linking them; returns the index."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for old in out_dir.iterdir():
-        if old.is_file() and old.suffix in _SUFFIXES:
-            old.unlink()
+    manifest = out_dir / MANIFEST
+    if manifest.exists():  # remove what the previous gallery wrote, and nothing else
+        for name in manifest.read_text(encoding="utf-8").splitlines():
+            old = out_dir / name
+            if name and "/" not in name and old.is_file():
+                old.unlink()
+    written: list[str] = []
     rows = []
     for address, data in messages:
         stem = safe_filename(address)
@@ -39,6 +43,7 @@ def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: s
         (out_dir / f"{stem}.eml").write_bytes(data)
         (out_dir / f"{stem}.html").write_text(html_body, encoding="utf-8")
         (out_dir / f"{stem}.txt").write_text(text_body, encoding="utf-8")
+        written += [f"{stem}{suffix}" for suffix in (".eml", ".html", ".txt")]
         rows.append(
             f"<tr><td>{html.escape(address)}</td><td>{html.escape(subject)}</td>"
             f'<td><a href="{html.escape(stem)}.html">HTML</a> · '
@@ -58,4 +63,5 @@ def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: s
         + "</table></body></html>\n",
         encoding="utf-8",
     )
+    manifest.write_text("\n".join([*written, "index.html"]) + "\n", encoding="utf-8")
     return index

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from email_validator import EmailNotValidError, validate_email
 from itsdangerous import BadSignature, URLSafeTimedSerializer
@@ -95,9 +96,19 @@ def _row(
         missing = [t for t in topics if t not in topic_ids]
         if missing:
             raise ValueError(f"unknown topic(s) {', '.join(missing)}")
+    for key in ("email", "name", "frequency", "timezone"):
+        if key in record and not isinstance(record[key], str):
+            raise ValueError(f"{key}: expected text")
     frequency = str(record.get("frequency") or "daily")
     if frequency not in ("daily", "weekly"):
         raise ValueError(f"frequency {frequency!r}: expected daily or weekly")
+    zone = str(record.get("timezone") or "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ValueError, ZoneInfoNotFoundError):
+        raise ValueError(
+            f"timezone {zone!r}: expected an IANA zone such as Europe/Berlin"
+        ) from None
     return Subscriber(
         id=0,
         email=email,
@@ -106,7 +117,7 @@ def _row(
         topics=topics,
         keywords=_as_list(record.get("keywords")),
         frequency=frequency,
-        timezone=str(record.get("timezone") or "UTC"),
+        timezone=zone,
     )
 
 

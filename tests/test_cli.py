@@ -217,11 +217,26 @@ def test_preview_writes_gallery(cli: CLI, tmp_path: Path, demo_roster: Path) -> 
         "grace@example.org",
     )
     assert code == 0, err
+    (tmp_path / "pv" / "notes.txt").write_text("mine")
+    code, _, err = cli(
+        "--config",
+        config,
+        "--now",
+        NOW.isoformat(),
+        "preview",
+        "--out",
+        tmp_path / "pv",
+        "--subscriber",
+        "grace@example.org",
+    )
+    assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pv").iterdir()) == [
+        ".gallery-files",
         "grace@example.org.eml",
         "grace@example.org.html",
         "grace@example.org.txt",
         "index.html",
+        "notes.txt",  # a file the gallery did not write is never removed
     ]
 
 
@@ -345,3 +360,52 @@ def test_second_send_while_one_runs_exits_4_and_sends_nothing(
     # the lock is free again: the next run sends
     assert cli("--config", config, "--now", NOW.isoformat(), "send")[0] == 0
     assert len(smtp_server.received) == 5
+
+
+def test_feed_text_is_not_terminal_markup(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from newsletter.cli.context import out as console
+
+    monkeypatch.setattr(console, "width", 250)
+    feed = tmp_path / "odd.xml"
+    feed.write_text(
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>x</title>'
+        "<item><title>Brackets [/bold] and [link=https://evil.example]click[/link]</title>"
+        "<link>https://example.org/p/1</link></item></channel></rss>"
+    )
+    config = write_config(
+        tmp_path,
+        _free_port(),
+        sources=f'[[sources]]\nname = "odd"\nkind = "feed"\nurl = "{feed}"\n',
+    )
+    assert cli("--config", config, "collect")[0] == 0
+    code, out, err = cli("--config", config, "papers")
+    assert code == 0, err
+    assert "Brackets [/bold] and [link=https://evil.example]click[/link]" in out
+
+
+@pytest.mark.parametrize(
+    ("database", "message"),
+    [
+        ("foo://bar", "cannot use database"),
+        ("/proc/no/such/dir/x.db", "cannot create the database folder"),
+    ],
+)
+def test_bad_database_is_one_line(cli: CLI, tmp_path: Path, database: str, message: str) -> None:
+    config = write_config(tmp_path, _free_port())
+    text = config.read_text().replace('database = "var/test.db"', f'database = "{database}"')
+    config.write_text(text)
+    code, _out, err = cli("--config", config, "subscribers", "list")
+    assert code == 1
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_source_url_scheme_is_checked_in_the_config(cli: CLI, tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        _free_port(),
+        sources='[[sources]]\nname = "x"\nkind = "feed"\nurl = "ftp://example.org/feed.xml"\n',
+    )
+    code, _, err = cli("--config", config, "collect")
+    assert code == 1 and "sources[0].url" in err

@@ -510,7 +510,13 @@ def test_hostile_input_generic_feed() -> None:
     for paper in result.papers:
         assert "<script" not in paper.title.lower()
         assert "<" not in paper.title
-        assert paper.url is None  # javascript: / data: links dropped
+        # javascript: / data: links dropped; the arXiv page or DOI resolver stands in
+        expected = (
+            f"https://doi.org/{paper.id.removeprefix('doi:')}"
+            if paper.id.startswith("doi:")
+            else f"https://arxiv.org/abs/{paper.id}"
+        )
+        assert paper.url == expected
         assert len(paper.abstract) <= MAX_ABSTRACT
         assert "<" not in paper.abstract
     assert [p.id for p in result.papers] == [

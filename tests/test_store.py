@@ -192,3 +192,19 @@ def test_same_paper_twice_in_one_batch_is_one_row(store: Store) -> None:
     assert astuple(counts) == (1, 0, 0)
     [paper] = store.papers_since(NOW - timedelta(days=1))
     assert paper.abstract == "a longer abstract"
+
+
+def test_partial_reading_keeps_the_fields_it_lacks(store: Store) -> None:
+    store.merge_papers([_paper(source="hf", signals=Signals(upvotes=120, stars=5))], NOW)
+    store.merge_papers([_paper(source="hf", signals=Signals(stars=6))], NOW + timedelta(hours=1))
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.signals == Signals(upvotes=120, stars=6, comments=None)
+
+
+def test_unversioned_copy_does_not_bring_back_old_text(store: Store) -> None:
+    store.merge_papers([_paper(version=2, abstract="v2 text")], NOW)
+    store.merge_papers(
+        [_paper(source="hf", version=None, abstract="a much longer v1 abstract")], NOW
+    )
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.abstract == "v2 text" and paper.version == 2

@@ -106,3 +106,15 @@ def test_unreadable_roster_is_one_error(tmp_path: Path, name: str, body: str, me
     path.write_text(body)
     with pytest.raises(RosterError, match=message.replace("[", r"\[")):
         read_roster(path)
+
+
+def test_roster_values_are_type_checked(tmp_path: Path) -> None:
+    path = tmp_path / "r.toml"
+    path.write_text(
+        '[[subscribers]]\nemail = "a@example.org"\nname = ["a", "b"]\n\n'
+        '[[subscribers]]\nemail = "b@example.org"\ntimezone = "Not/AZone"\n'
+    )
+    roster = read_roster(path)
+    assert roster.rows == []
+    assert "name: expected text" in roster.invalid[0]
+    assert "timezone 'Not/AZone'" in roster.invalid[1]

@@ -19,11 +19,11 @@ from typing import Any
 
 import click
 from rich.progress import Progress
-from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
 from newsletter.cli.subscribers import subscribers
-from newsletter.cli.tables import collect_table, report_table
+from newsletter.cli.tables import collect_table, digest_table, papers_table, report_table
 from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
 from newsletter.deliver import OutboxSender, SMTPSender
@@ -63,8 +63,7 @@ def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None)
             raise click.BadParameter(
                 f"{now!r} is not an ISO date-time", param_hint="--now"
             ) from None
-        if clock.tzinfo is None:
-            clock = clock.replace(tzinfo=UTC)
+        clock = clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock.astimezone(UTC)
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -164,18 +163,7 @@ def rank(subscriber: str | None, as_json: bool) -> int:
         )
         return 0
     for d in result:
-        table = Table(title=f"{d.subscriber.email} · {len(d.items)} paper(s)")
-        for col in ("#", "score", "id", "title", "reasons"):
-            table.add_column(col)
-        for n, item in enumerate(d.items, start=1):
-            table.add_row(
-                str(n),
-                f"{item.score:.2f}",
-                item.paper.id,
-                item.paper.title,
-                "; ".join(item.reasons),
-            )
-        out.print(table)
+        digest_table(d)
     return 0
 
 
@@ -303,7 +291,8 @@ def papers(since: str | None, as_json: bool) -> int:
     start = datetime(1970, 1, 1, tzinfo=UTC)
     if since:
         try:
-            start = datetime.fromisoformat(since).replace(tzinfo=UTC)
+            start = datetime.fromisoformat(since)
+            start = start.replace(tzinfo=UTC) if start.tzinfo is None else start.astimezone(UTC)
         except ValueError:
             raise click.BadParameter(f"{since!r} is not a date", param_hint="--since") from None
     with open_store(state.config) as store:
@@ -327,19 +316,7 @@ def papers(since: str | None, as_json: bool) -> int:
             ]
         )
         return 0
-    table = Table(title=f"{len(found)} paper(s)")
-    for col in ("id", "title", "sources", "upvotes", "stars", "first seen"):
-        table.add_column(col)
-    for p in found:
-        table.add_row(
-            p.id,
-            p.title[:80],
-            ", ".join(p.sources),
-            str(p.signals.upvotes or ""),
-            str(p.signals.stars or ""),
-            p.first_seen.strftime("%Y-%m-%d %H:%M"),
-        )
-    out.print(table)
+    papers_table(found)
     return 0
 
 
@@ -368,6 +345,10 @@ def run(argv: Sequence[str] | None = None) -> int:
     except NewsletterError as exc:
         err.print(f"error: {exc}", markup=False, soft_wrap=True)
         return exc.exit_code
+    except OperationalError as exc:  # locked, disk full, read-only: the run stops cleanly
+        reason = str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__
+        err.print(f"error: database: {reason}", markup=False, soft_wrap=True)
+        return 1
     return result if isinstance(result, int) else 0
 
 

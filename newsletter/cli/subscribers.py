@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.table import Table
 
 from newsletter.cli.context import current, err, open_store, out, print_json_lines
+from newsletter.cli.tables import subscribers_table
 from newsletter.errors import InputError
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscriptions import normalise_email, read_roster
@@ -74,14 +74,7 @@ def subscribers_list(as_json: bool) -> int:
             ]
         )
         return 0
-    table = Table(title=f"{len(subs)} subscriber(s)")
-    for col in ("email", "name", "status", "topics", "keywords", "frequency"):
-        table.add_column(col)
-    for s in subs:
-        table.add_row(
-            s.email, s.name, s.status.value, ", ".join(s.topics), ", ".join(s.keywords), s.frequency
-        )
-    out.print(table)
+    subscribers_table(subs)
     return 0
 
 

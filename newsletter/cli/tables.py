@@ -1,55 +1,122 @@
-"""Tables a person reads: the collect report and the edition report."""
+"""Tables a person reads. Every cell is plain ``Text``: feed titles and addresses are data,
+never Rich markup (a title holding ``[/bold]`` must print as it is, not crash or style)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from newsletter.cli.context import out
 from newsletter.collect import CollectRow
-from newsletter.models import RunReport
+from newsletter.models import Digest, RunReport, StoredPaper, Subscriber
+
+Cell = str | Text
+
+
+def print_table(
+    title: str, columns: Sequence[str], rows: Iterable[Sequence[Cell]], numeric: Sequence[str] = ()
+) -> None:
+    table = Table(title=Text(title))
+    for col in columns:
+        table.add_column(col, justify="right" if col in numeric else "left")
+    for row in rows:
+        table.add_row(*(c if isinstance(c, Text) else Text(c) for c in row))
+    out.print(table)
 
 
 def collect_table(rows: Sequence[CollectRow]) -> None:
-    table = Table(title="Sources")
     numbers = ("requests", "parsed", "new", "updated", "skipped", "seconds")
-    for col in ("source", "kind", "status", *numbers, "warnings / error"):
-        table.add_column(col, justify="right" if col in numbers else "left")
-    for row in rows:
-        d = row.as_dict()
-        note = (
-            f"[red]{escape(str(d['error']))}[/red]"
-            if d["error"]
-            else f"[yellow]{escape('; '.join(row.outcome.warnings))}[/yellow]"
-        )
-        table.add_row(
-            str(d["source"]),
-            str(d["kind"]),
-            row.status,
-            str(d["requests"]),
-            str(d["parsed"]),
-            str(d["new"]),
-            str(d["updated"]),
-            str(d["skipped"]),
-            f"{row.outcome.seconds:.2f}",
-            note,
-        )
-    out.print(table)
+
+    def note(row: CollectRow) -> Text:
+        if row.outcome.error:
+            return Text(row.outcome.error, style="red")
+        return Text("; ".join(row.outcome.warnings), style="yellow")
+
+    print_table(
+        "Sources",
+        ("source", "kind", "status", *numbers, "warnings / error"),
+        (
+            (
+                r.outcome.name,
+                r.outcome.kind,
+                r.status,
+                str(r.outcome.requests),
+                str(len(r.outcome.papers)),
+                str(r.counts.new),
+                str(r.counts.updated),
+                str(r.outcome.skipped + r.counts.skipped),
+                f"{r.outcome.seconds:.2f}",
+                note(r),
+            )
+            for r in rows
+        ),
+        numbers,
+    )
 
 
 def report_table(report: RunReport, title: str) -> None:
-    table = Table(title=f"{title} · {report.edition_date.isoformat()}")
-    for col in ("subscriber", "papers", "status", "detail"):
-        table.add_column(col)
-    for row in report.rows:
-        table.add_row(
-            str(row["subscriber"]), str(row["papers"]), str(row["status"]), str(row["detail"])
-        )
-    out.print(table)
+    print_table(
+        f"{title} · {report.edition_date.isoformat()}",
+        ("subscriber", "papers", "status", "detail"),
+        (
+            (str(r["subscriber"]), str(r["papers"]), str(r["status"]), str(r["detail"]))
+            for r in report.rows
+        ),
+    )
     out.print(
-        f"sent {report.sent} · failed {report.failed} · bounced {report.bounced} · "
-        f"nothing new {report.skipped_empty} · already done {report.already_done} · "
-        f"pending {report.pending}"
+        Text(
+            f"sent {report.sent} · failed {report.failed} · bounced {report.bounced} · "
+            f"uncertain {report.uncertain} · nothing new {report.skipped_empty} · "
+            f"already done {report.already_done} · pending {report.pending}"
+        )
+    )
+
+
+def digest_table(digest: Digest) -> None:
+    print_table(
+        f"{digest.subscriber.email} · {len(digest.items)} paper(s)",
+        ("#", "score", "id", "title", "reasons"),
+        (
+            (str(n), f"{i.score:.2f}", i.paper.id, i.paper.title, "; ".join(i.reasons))
+            for n, i in enumerate(digest.items, start=1)
+        ),
+    )
+
+
+def papers_table(papers: Sequence[StoredPaper]) -> None:
+    print_table(
+        f"{len(papers)} paper(s)",
+        ("id", "title", "sources", "upvotes", "stars", "first seen"),
+        (
+            (
+                p.id,
+                p.title[:80],
+                ", ".join(p.sources),
+                str(p.signals.upvotes or ""),
+                str(p.signals.stars or ""),
+                p.first_seen.strftime("%Y-%m-%d %H:%M"),
+            )
+            for p in papers
+        ),
+        ("upvotes", "stars"),
+    )
+
+
+def subscribers_table(subs: Sequence[Subscriber]) -> None:
+    print_table(
+        f"{len(subs)} subscriber(s)",
+        ("email", "name", "status", "topics", "keywords", "frequency"),
+        (
+            (
+                s.email,
+                s.name,
+                s.status.value,
+                ", ".join(s.topics),
+                ", ".join(s.keywords),
+                s.frequency,
+            )
+            for s in subs
+        ),
     )

@@ -38,10 +38,17 @@ def parse(data: bytes, source: str) -> ParseResult:
                 abstract=clean_text(entry.get("summary"), MAX_ABSTRACT),
                 authors=entry_authors(entry),
                 categories=tuple(t.term for t in entry.get("tags", []) if t.get("term"))[:20],
-                url=link,
+                url=link or _fallback_url(arxiv[0] if arxiv else None, doi),
                 announce_type="new",
                 doi=doi,
                 published=entry_time(entry, "published_parsed", "updated_parsed"),
             )
         )
     return result
+
+
+def _fallback_url(arxiv_id: str | None, doi: str | None) -> str | None:
+    """When the item's own link is unusable: the arXiv page, else the DOI resolver."""
+    if arxiv_id:
+        return f"https://arxiv.org/abs/{arxiv_id}"
+    return f"https://doi.org/{doi}" if doi else None

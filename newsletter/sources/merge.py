@@ -48,16 +48,19 @@ def merge_paper(existing: dict[str, Any] | None, paper: Paper) -> dict[str, Any]
     }
     if existing is None:
         return fresh
-    both = paper.version is not None and existing["version"] is not None
-    newer = both and paper.version > existing["version"]
-    older = both and paper.version < existing["version"]
+    known = existing["version"]
+    newer = paper.version is not None and known is not None and paper.version > known
+    # a copy without a version (e.g. Hugging Face) says nothing about which text is current,
+    # so against a known version it brings no text, like an older one
+    older = known is not None and (paper.version is None or paper.version < known)
     merged = dict(existing)
     if newer:
         merged["title"] = paper.title or existing["title"]
         merged["abstract"] = paper.abstract or existing["abstract"]
         merged["version"] = paper.version
-    elif older:  # a late copy of an earlier version brings no text back
-        pass
+    elif older:  # a late copy of an earlier version only fills what is missing
+        merged["title"] = existing["title"] or paper.title
+        merged["abstract"] = existing["abstract"] or paper.abstract
     else:
         merged["title"] = existing["title"] or paper.title
         merged["abstract"] = _longer(existing["abstract"], paper.abstract) or ""

@@ -60,7 +60,7 @@ class PaperStore(StoreBase):
                 elif merged != old:
                     changed[paper.id] = merged
                 key = (paper.id, paper.source)
-                reading = (paper.signals.upvotes, paper.signals.stars, paper.signals.comments)
+                reading = _complete(paper, readings.get(key))
                 if not paper.signals.is_empty() and readings.get(key) != reading:
                     readings[key] = reading
                     signal_rows.append(
@@ -192,6 +192,20 @@ class PaperStore(StoreBase):
                     _max(prev.upvotes, up), _max(prev.stars, st), _max(prev.comments, co)
                 )
         return out
+
+
+def _complete(paper: Paper, last: Reading | None) -> Reading:
+    """A reading with the fields this source left out carried over from its last one
+    (older Hugging Face days lack some fields: absent means unknown, not zero)."""
+    s = paper.signals
+    new = (s.upvotes, s.stars, s.comments)
+    if last is None:
+        return new
+    return (
+        new[0] if new[0] is not None else last[0],
+        new[1] if new[1] is not None else last[1],
+        new[2] if new[2] is not None else last[2],
+    )
 
 
 def _max(a: int | None, b: int | None) -> int | None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, func, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.pool import StaticPool
 
 from newsletter.errors import StoreError
@@ -52,10 +52,15 @@ class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore):
                 raise StoreError(
                     f"cannot create the database folder {path.parent}: {exc.strerror}"
                 ) from None
-        store = cls(_make_engine(url))
         try:
+            store = cls(_make_engine(url))
             with store.engine.begin() as conn:
                 migrate(conn)
+        except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+            raise StoreError(
+                f"cannot use database {url!r}: {exc}",
+                hint="use a file path or an SQLAlchemy URL such as sqlite:///path",
+            ) from None
         except SQLAlchemyError as exc:
             raise StoreError(
                 f"cannot open database {url}: {exc.__class__.__name__}: "
