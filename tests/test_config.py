@@ -88,3 +88,34 @@ def test_invalid_values_name_the_key(tmp_path: Path, body: str, fragment: str) -
         load_config(_write(tmp_path, body))
     assert fragment in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def _keys(model: type, prefix: str = "") -> list[str]:
+    from pydantic import BaseModel
+
+    out = []
+    for name, field in model.model_fields.items():  # type: ignore[attr-defined]
+        if name == "base_dir":
+            continue
+        kind = field.annotation
+        inner = getattr(kind, "__args__", (kind,))[0] if getattr(kind, "__args__", None) else kind
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            out += _keys(kind, f"{prefix}{name}.")
+        elif isinstance(inner, type) and issubclass(inner, BaseModel):
+            out += _keys(inner, f"{prefix}{name}.")
+        else:
+            out.append(f"{prefix}{name}")
+    return out
+
+
+def test_example_documents_every_key() -> None:
+    """config.example.toml is the reference: every setting appears there, with a comment."""
+    from newsletter.config import Config
+
+    text = (Path(__file__).resolve().parents[1] / "config.example.toml").read_text()
+    missing = []
+    for key in _keys(Config):
+        leaf = key.rsplit(".", 1)[-1]
+        if not any(line.lstrip("# ").startswith(f"{leaf} =") for line in text.splitlines()):
+            missing.append(key)
+    assert missing == []

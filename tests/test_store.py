@@ -208,3 +208,31 @@ def test_unversioned_copy_does_not_bring_back_old_text(store: Store) -> None:
     )
     [paper] = store.papers_since(NOW - timedelta(days=1))
     assert paper.abstract == "v2 text" and paper.version == 2
+
+
+def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    Store.open(f"sqlite:///{path}").close()
+    with sqlite3.connect(path) as conn:  # take it back to the shape release 1 made
+        conn.execute("DROP TABLE source_state")
+        for column in ("doi", "comment", "journal_ref", "thumbnail_url", "organization"):
+            conn.execute(f"ALTER TABLE papers DROP COLUMN {column}")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN ambiguous")
+        conn.execute("DELETE FROM schema_migrations WHERE version > 1")
+        conn.execute(
+            "INSERT INTO papers (id, title, abstract, authors, categories, keywords, "
+            "first_seen_at, updated_at) VALUES ('2611.00001', 'Kept', '', '[]', '[]', "
+            "'[]', ?, ?)",
+            (NOW.isoformat(), NOW.isoformat()),
+        )
+    store = Store.open(f"sqlite:///{path}")
+    insp = inspect(store.engine)
+    for name, table in t.metadata.tables.items():
+        assert {c["name"] for c in insp.get_columns(name)} == set(table.columns.keys()), name
+    [paper] = store.papers_since(NOW - timedelta(days=1))
+    assert paper.title == "Kept" and paper.doi is None
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert [
+            v for (v,) in conn.execute("select version from schema_migrations order by 1")
+        ] == list(range(1, LATEST + 1))

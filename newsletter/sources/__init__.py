@@ -84,7 +84,12 @@ def _single(
     out.requests += result.attempts
     if result.moved_to:
         out.warnings.append(f"moved permanently to {result.moved_to}; update the config")
-    out.state = replace(state, etag=result.etag, last_modified=result.last_modified)
+    # a 304 may leave a validator out: the one we hold still stands
+    out.state = replace(
+        state,
+        etag=result.etag or state.etag,
+        last_modified=result.last_modified or state.last_modified,
+    )
     if result.body is None:
         out.fetched = False
         return None

@@ -1,0 +1,264 @@
+"""The HTTP layer and the collect stage against a real HTTP server on 127.0.0.1.
+
+The server injects the faults a feed host can have; the fetcher's sleep is recorded, not
+taken, so retries and spacing are checked without waiting.
+"""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from collections.abc import Iterator
+from dataclasses import astuple
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from newsletter.collect import collect
+from newsletter.errors import SourceError
+from newsletter.sources import SourceSpec
+from newsletter.sources.fetch import HttpFetcher, Validators, retry_delay
+from newsletter.store import Store
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+RSS = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
+    b"<item><title>One</title><link>https://example.org/p/1</link><description>a</description>"
+    b"</item><item><title>Two</title><link>https://example.org/p/2</link></item>"
+    b"</channel></rss>"
+)
+LAUGHS = (
+    b'<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    b'<!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    b'<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">]>'
+    b'<rss version="2.0"><channel><title>&lol3;</title></channel></rss>'
+)
+HTML = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>"
+
+
+class Handler(BaseHTTPRequestHandler):
+    server: FaultServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes = b"", **headers: str) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name.replace("_", "-"), value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:  # noqa: C901 - one branch per fault
+        srv = self.server
+        path = self.path.split("?")[0]
+        srv.seen.append((path, dict(self.headers)))
+        hits = sum(1 for p, _ in srv.seen if p == path)
+        if path == "/feed.xml":
+            if self.headers.get("If-None-Match") == '"v1"':
+                return self._send(304, ETag='"v1"')
+            return self._send(
+                200,
+                RSS,
+                ETag='"v1"',
+                Last_Modified="Tue, 24 Nov 2026 10:00:00 GMT",
+                Content_Type="application/rss+xml",
+            )
+        if path == "/busy":
+            if hits == 1:
+                return self._send(429, b"slow down", Retry_After="7")
+            return self._send(200, RSS)
+        if path == "/ratelimited":
+            if hits == 1:
+                return self._send(503, b"", RateLimit='"api";r=0;t=12')
+            return self._send(200, RSS)
+        if path == "/always-busy":
+            return self._send(429, b"", Retry_After="3")
+        if path == "/too-patient":
+            return self._send(429, b"", Retry_After="86400")
+        if path == "/slow":
+            srv.release.wait(30)  # held until the test is over: the client must time out
+            return self._send(200, RSS)
+        if path == "/loop":
+            return self._send(302, Location="/loop")
+        if path == "/moved":
+            return self._send(301, Location="/feed.xml")
+        if path == "/html":
+            return self._send(200, HTML, Content_Type="text/html")
+        if path == "/truncated":
+            return self._send(200, RSS[: len(RSS) // 2])
+        if path == "/big":
+            return self._send(200, b"<rss>" + b" " * 2_000_000 + b"</rss>")
+        if path == "/bomb":
+            return self._send(200, gzip.compress(b"\0" * 50_000_000), Content_Encoding="gzip")
+        if path == "/gzip":
+            return self._send(200, gzip.compress(RSS), Content_Encoding="gzip")
+        if path == "/laughs":
+            return self._send(200, LAUGHS)
+        if path == "/gone":
+            return self._send(410, b"gone")
+        return self._send(404, b"not found")
+
+
+class FaultServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.seen: list[tuple[str, dict[str, str]]] = []
+        self.release = threading.Event()
+
+
+@pytest.fixture
+def server() -> Iterator[FaultServer]:
+    srv = FaultServer()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv
+    srv.release.set()
+    srv.shutdown()
+    srv.server_close()
+    thread.join(timeout=10)
+
+
+@pytest.fixture
+def waits() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def fetcher(waits: list[float]) -> Iterator[HttpFetcher]:
+    f = HttpFetcher(
+        timeout=1.0,
+        max_bytes=1_000_000,
+        retries=2,
+        max_wait=60,
+        sleep=waits.append,
+        default_spacing=0,
+    )
+    yield f
+    f.close()
+
+
+def url(server: FaultServer, path: str) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}{path}"
+
+
+def test_conditional_get_sends_validators_and_handles_304(
+    server: FaultServer, fetcher: HttpFetcher
+) -> None:
+    first = fetcher.fetch(url(server, "/feed.xml"))
+    assert first.body == RSS and first.etag == '"v1"'
+    assert first.last_modified == "Tue, 24 Nov 2026 10:00:00 GMT"
+    second = fetcher.fetch(url(server, "/feed.xml"), Validators(first.etag, first.last_modified))
+    assert second.not_modified and second.etag == '"v1"'
+    sent = server.seen[-1][1]
+    assert sent["If-None-Match"] == '"v1"'
+    assert sent["If-Modified-Since"] == "Tue, 24 Nov 2026 10:00:00 GMT"
+    assert "newsletter/" in sent["User-Agent"]
+
+
+def test_429_retry_after_is_honoured(
+    server: FaultServer, fetcher: HttpFetcher, waits: list[float]
+) -> None:
+    result = fetcher.fetch(url(server, "/busy"))
+    assert result.body == RSS and result.attempts == 2
+    assert waits == [7.0]
+
+
+def test_ratelimit_header_is_honoured(
+    server: FaultServer, fetcher: HttpFetcher, waits: list[float]
+) -> None:
+    assert fetcher.fetch(url(server, "/ratelimited")).body == RSS
+    assert waits == [12.0]
+
+
+def test_retries_are_capped(server: FaultServer, fetcher: HttpFetcher, waits: list[float]) -> None:
+    with pytest.raises(SourceError, match="HTTP 429 after 3 attempts"):
+        fetcher.fetch(url(server, "/always-busy"))
+    assert waits == [3.0, 3.0]
+    with pytest.raises(SourceError, match="asks to wait 86400 s"):
+        fetcher.fetch(url(server, "/too-patient"))
+
+
+def test_per_host_spacing(server: FaultServer, waits: list[float]) -> None:
+    clock = iter([100.0, 100.5, 101.0, 101.0, 104.0, 104.0])
+    f = HttpFetcher(
+        timeout=1.0, sleep=waits.append, monotonic=lambda: next(clock), spacing={"127.0.0.1": 3.0}
+    )
+    try:
+        f.fetch(url(server, "/feed.xml"))
+        f.fetch(url(server, "/feed.xml"))
+    finally:
+        f.close()
+    assert waits == [2.5]  # 3 s after the first request ended at t=100.0
+
+
+def test_gzip_is_decoded_within_the_cap(server: FaultServer, fetcher: HttpFetcher) -> None:
+    assert fetcher.fetch(url(server, "/gzip")).body == RSS
+    with pytest.raises(SourceError, match="larger than 1000000 bytes"):
+        fetcher.fetch(url(server, "/bomb"))
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        ("/slow", "timed out"),
+        ("/loop", "too many redirects"),
+        ("/html", "got an HTML page"),
+        ("/truncated", "cut off"),
+        ("/big", "larger than 1000000 bytes"),
+        ("/bomb", "larger than 1000000 bytes"),
+        ("/laughs", "declares XML entities"),
+        ("/gone", "HTTP 410 Gone"),
+        ("/nothing-here", "HTTP 404"),
+    ],
+)
+def test_each_fault_is_one_clear_error_and_the_store_is_unchanged(
+    server: FaultServer, fetcher: HttpFetcher, tmp_path: Path, path: str, message: str
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    good = SourceSpec("good", "feed", url(server, "/feed.xml"))
+    collect(store, [good], fetcher, NOW)
+    before = (store.counts(), store.source_state("good"))
+    rows = collect(store, [SourceSpec("bad", "feed", url(server, path)), good], fetcher, NOW)
+    bad, again = rows
+    assert bad.outcome.error is not None and message in bad.outcome.error
+    assert "\n" not in bad.outcome.error
+    assert again.status == "not modified"  # the next source still ran
+    assert (store.counts(), store.source_state("good")) == before
+    assert store.source_states()[0]["last_error"] == bad.outcome.error
+    store.close()
+
+
+def test_collect_twice_adds_nothing_and_moved_feed_warns(
+    server: FaultServer, fetcher: HttpFetcher, tmp_path: Path
+) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    spec = SourceSpec("moved", "feed", url(server, "/moved"))
+    [first] = collect(store, [spec], fetcher, NOW)
+    assert astuple(first.counts) == (2, 0, 0)
+    assert any("moved permanently" in w for w in first.outcome.warnings)
+    [second] = collect(store, [spec], fetcher, NOW)
+    assert second.status == "not modified" and astuple(second.counts) == (0, 0, 0)
+    assert store.counts()["papers"] == 2
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "30"}, 30.0),
+        ({"retry-after": "Tue, 24 Nov 2026 12:01:00 GMT"}, 60.0),
+        ({"ratelimit": '"api";r=0;t=55'}, 55.0),
+        ({"ratelimit": "limit=100, remaining=0, reset=9"}, 9.0),
+        ({"ratelimit-reset": "4"}, 4.0),
+        ({"x-ratelimit-reset": str(int(NOW.timestamp()) + 20)}, 20.0),
+        ({}, None),
+    ],
+)
+def test_retry_delay(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_delay(headers, NOW.timestamp()) == expected
