@@ -21,11 +21,35 @@ from newsletter.sources import SourceSpec, arxiv_rss
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 
-WORDS = (
-    "model language vision speech learning graph robot policy diffusion transformer "
-    "attention benchmark retrieval reasoning agent token sparse dense kernel latent "
-    "optimisation gradient sample data training inference evaluation"
-).split()
+WORDS = [
+    "model",
+    "language",
+    "vision",
+    "speech",
+    "learning",
+    "graph",
+    "robot",
+    "policy",
+    "diffusion",
+    "transformer",
+    "attention",
+    "benchmark",
+    "retrieval",
+    "reasoning",
+    "agent",
+    "token",
+    "sparse",
+    "dense",
+    "kernel",
+    "latent",
+    "optimisation",
+    "gradient",
+    "sample",
+    "data",
+    "training",
+    "inference",
+    "evaluation",
+]
 
 
 def generate(n: int, rng: random.Random) -> bytes:

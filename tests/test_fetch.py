@@ -52,7 +52,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: C901 - one branch per fault
+    def do_GET(self) -> None:
         srv = self.server
         path = self.path.split("?")[0]
         srv.seen.append((path, dict(self.headers)))
