@@ -21,7 +21,7 @@ from newsletter.sources import SourceSpec, arxiv_rss
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 
-WORDS = [
+WORDS = (
     "model",
     "language",
     "vision",
@@ -49,7 +49,7 @@ WORDS = [
     "training",
     "inference",
     "evaluation",
-]
+)
 
 
 def generate(n: int, rng: random.Random) -> bytes:
