@@ -7,18 +7,20 @@ taken, so retries and spacing are checked without waiting.
 from __future__ import annotations
 
 import gzip
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import astuple
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from newsletter.collect import collect
 from newsletter.errors import SourceError
-from newsletter.sources import SourceSpec
+from newsletter.sources import SourceSpec, collect_one
 from newsletter.sources.fetch import HttpFetcher, Validators, retry_delay
 from newsletter.store import Store
 
@@ -56,6 +58,8 @@ class Handler(BaseHTTPRequestHandler):
         srv = self.server
         path = self.path.split("?")[0]
         srv.seen.append((path, dict(self.headers)))
+        if path.startswith("/api/"):
+            srv.queries.append(parse_qs(urlsplit(self.path).query))
         hits = sum(1 for p, _ in srv.seen if p == path)
         if path == "/feed.xml":
             if self.headers.get("If-None-Match") == '"v1"':
@@ -100,7 +104,44 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, LAUGHS)
         if path == "/gone":
             return self._send(410, b"gone")
+        if path == "/api/query":
+            return self._arxiv_page()
+        if path == "/api/bad-query":
+            return self._send(400, ARXIV_ERROR, Content_Type="application/atom+xml")
+        if path == "/api/daily_papers":
+            day = parse_qs(urlsplit(self.path).query)["date"][0]
+            body = [
+                {"paper": {"id": "2611.00001", "title": "Every day", "upvotes": 3}},
+                {"paper": {"id": f"2611.{day[-2:]}999", "title": f"Only {day}"}},
+            ]
+            return self._send(200, json.dumps(body).encode())
         return self._send(404, b"not found")
+
+    def _arxiv_page(self) -> None:
+        query = parse_qs(urlsplit(self.path).query)
+        start, size = int(query["start"][0]), int(query["max_results"][0])
+        total = 7
+        entries = "".join(
+            f"<entry><id>http://arxiv.org/abs/2611.{i:05d}v1</id><title>Paper {i}</title>"
+            f"<summary>About {i}</summary><author><name>A {i}</name></author>"
+            f'<arxiv:primary_category term="cs.LG"/><category term="cs.LG"/></entry>'
+            for i in range(start, min(start + size, total))
+        )
+        body = (
+            f'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" '
+            f'xmlns:opensearch="http://a9.com/-/spec/opensearch/1.1/" '
+            f'xmlns:arxiv="http://arxiv.org/schemas/atom"><title>q</title>'
+            f"<opensearch:totalResults>{total}</opensearch:totalResults>{entries}</feed>"
+        )
+        self._send(200, body.encode(), Content_Type="application/atom+xml")
+
+
+ARXIV_ERROR = (
+    b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>q</title>'
+    b"<entry><id>http://arxiv.org/api/errors#incorrect_id_format_for_abc</id>"
+    b"<title>Error</title><summary>incorrect id format for abc</summary></entry>"
+    b"</feed>"
+)
 
 
 class FaultServer(ThreadingHTTPServer):
@@ -109,6 +150,7 @@ class FaultServer(ThreadingHTTPServer):
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), Handler)
         self.seen: list[tuple[str, dict[str, str]]] = []
+        self.queries: list[dict[str, list[str]]] = []
         self.release = threading.Event()
 
 
@@ -138,6 +180,7 @@ def fetcher(waits: list[float]) -> Iterator[HttpFetcher]:
         max_wait=60,
         sleep=waits.append,
         default_spacing=0,
+        contact="ops@lab.example",
     )
     yield f
     f.close()
@@ -158,7 +201,7 @@ def test_conditional_get_sends_validators_and_handles_304(
     sent = server.seen[-1][1]
     assert sent["If-None-Match"] == '"v1"'
     assert sent["If-Modified-Since"] == "Tue, 24 Nov 2026 10:00:00 GMT"
-    assert "newsletter/" in sent["User-Agent"]
+    assert "newsletter/" in sent["User-Agent"] and "ops@lab.example" in sent["User-Agent"]
 
 
 def test_429_retry_after_is_honoured(
@@ -262,3 +305,60 @@ def test_collect_twice_adds_nothing_and_moved_feed_warns(
 )
 def test_retry_delay(headers: dict[str, str], expected: float | None) -> None:
     assert retry_delay(headers, NOW.timestamp()) == expected
+
+
+def test_arxiv_api_pages_politely_within_the_window(server: FaultServer, tmp_path: Path) -> None:
+    waits: list[float] = []
+    clock = iter(float(t) for t in range(0, 100, 1))
+    f = HttpFetcher(
+        timeout=2.0, sleep=waits.append, monotonic=lambda: next(clock), spacing={"127.0.0.1": 3.0}
+    )
+    spec = SourceSpec(
+        "api",
+        "arxiv-api",
+        url(server, "/api/query"),
+        categories=("cs.LG",),
+        query='abs:"graph"',
+        days=2,
+        page_size=3,
+        max_results=100,
+    )
+    try:
+        outcome = collect_one(spec, f, NOW)
+    finally:
+        f.close()
+    assert outcome.error is None
+    assert [p.id for p in outcome.papers] == [f"2611.{i:05d}" for i in range(7)]
+    assert [(q["start"], q["max_results"]) for q in server.queries] == [
+        (["0"], ["3"]),
+        (["3"], ["3"]),
+        (["6"], ["3"]),
+    ]
+    assert outcome.requests == 3
+    assert waits == [2.0, 2.0]  # 3 s apart: each request "took" 1 s on the fake clock
+    first_query = server.queries[0]
+    assert first_query["search_query"][0] == (
+        '(abs:"graph") AND (cat:cs.LG) AND submittedDate:[202611221200 TO 202611241200]'
+    )
+    assert first_query["sortBy"] == ["submittedDate"]
+
+
+def test_arxiv_api_error_is_arxivs_own_words(server: FaultServer, fetcher: HttpFetcher) -> None:
+    outcome = collect_one(
+        SourceSpec("api", "arxiv-api", url(server, "/api/bad-query")), fetcher, NOW
+    )
+    assert outcome.error is not None and "incorrect id format for abc" in outcome.error
+
+
+def test_hf_daily_fetches_each_day_once_per_paper(
+    server: FaultServer, fetcher: HttpFetcher
+) -> None:
+    spec = SourceSpec("hf", "hf-daily", url(server, "/api/daily_papers"), days=2)
+    outcome = collect_one(spec, fetcher, NOW)
+    assert outcome.error is None and outcome.requests == 2
+    assert [q["date"] for q in server.queries] == [["2026-11-24"], ["2026-11-23"]]
+    assert sorted(p.title for p in outcome.papers) == [
+        "Every day",
+        "Only 2026-11-23",
+        "Only 2026-11-24",
+    ]

@@ -821,3 +821,47 @@ def test_merge_keeps_links_and_more_authors() -> None:
     assert row["url"] == "https://arxiv.org/abs/2604.21935"
     assert row["code_url"] == "https://github.com/o/r"
     assert row["authors"] == ["A", "B"]
+
+
+ARXIV_ATOM = b"""<?xml version='1.0' encoding='UTF-8'?>
+<feed xmlns="http://www.w3.org/2005/Atom" xmlns:arxiv="http://arxiv.org/schemas/atom"
+      xmlns:dc="http://purl.org/dc/elements/1.1/">
+  <id>http://rss.arxiv.org/atom/cs.CL</id><title>cs.CL updates on arXiv.org</title>
+  <updated>2026-11-24T05:00:00Z</updated>
+  <entry>
+    <id>oai:arXiv.org:2611.20001v1</id><title>Listed authors</title>
+    <updated>2026-11-24T05:00:00Z</updated>
+    <link href="https://arxiv.org/abs/2611.20001" rel="alternate" type="text/html"/>
+    <summary>arXiv:2611.20001v1 Announce Type: cross
+Abstract: One by one.</summary>
+    <category term="cs.CL"/><category term="cs.LG"/>
+    <arxiv:announce_type>cross</arxiv:announce_type>
+    <author><name>Ren\\'e Girard</name></author><author><name>Ada Byron</name></author>
+  </entry>
+  <entry>
+    <id>oai:arXiv.org:2611.20002v2</id><title>Joined authors</title>
+    <updated>2026-11-24T05:00:00Z</updated>
+    <link href="https://arxiv.org/abs/2611.20002" rel="alternate" type="text/html"/>
+    <summary>arXiv:2611.20002v2 Announce Type: replace
+Abstract: Revised.</summary>
+    <arxiv:announce_type>replace</arxiv:announce_type>
+    <dc:creator>A One, B Two and C Three</dc:creator>
+  </entry>
+</feed>"""
+
+
+def test_arxiv_atom_flavour() -> None:
+    first, second = arxiv_rss.parse(ARXIV_ATOM, "atom").papers
+    assert (first.id, first.version, first.announce_type) == ("2611.20001", 1, "cross")
+    assert first.authors == ("René Girard", "Ada Byron")
+    assert first.abstract == "One by one." and first.categories == ("cs.CL", "cs.LG")
+    assert (second.id, second.version, second.announce_type) == ("2611.20002", 2, "replace")
+    assert second.authors == ("A One", "B Two", "C Three")
+
+
+@needs_fixtures
+def test_arxiv_api_details_are_kept() -> None:
+    [paper] = arxiv_api.parse(
+        fixture("arxiv-api", "id_list-1111.2011v2_2016-10.xml").read_bytes(), "api"
+    ).papers
+    assert paper.comment and paper.journal_ref and paper.doi and paper.doi.startswith("10.")

@@ -234,12 +234,14 @@ class HttpFetcher:
                 if status in RETRY_STATUS:
                     raise _Retry(f"HTTP {status}", retry_delay(response.headers, self._wall()))
                 if status == 410:
-                    raise SourceError(
+                    raise FetchError(
                         f"{url}: HTTP 410 Gone",
+                        410,
                         hint="the feed was removed; delete this source from the config",
                     )
                 if status >= 400:
-                    raise SourceError(f"{url}: HTTP {status}")
+                    head = b"".join(_take(response.iter_bytes(), 65536))
+                    raise FetchError(f"{url}: HTTP {status}", status, head)
                 decoder = _Bounded(response.headers.get("content-encoding", ""), self._max, url)
                 body = b"".join(out for raw in response.iter_raw() for out in decoder.feed(raw))
                 moved = next(
