@@ -10,7 +10,7 @@ import os
 import tomllib
 from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -23,6 +23,9 @@ from pydantic import (
 
 from newsletter.errors import ConfigError
 from newsletter.models import Topic
+
+if TYPE_CHECKING:
+    from newsletter.rank import RankSettings
 
 SOURCE_KINDS = ("arxiv-rss", "arxiv-api", "hf-daily", "feed")
 
@@ -141,6 +144,7 @@ class TopicConfig(_Strict):
     keywords: list[str] = []
     categories: list[str] = []
     description: str = ""
+    authors: list[str] = []
 
     def to_topic(self) -> Topic:
         return Topic(
@@ -149,6 +153,7 @@ class TopicConfig(_Strict):
             keywords=tuple(self.keywords),
             categories=tuple(self.categories),
             description=self.description,
+            authors=tuple(self.authors),
         )
 
 
@@ -158,12 +163,41 @@ class DigestSection(_Strict):
     send_empty: bool = False
 
 
+class RankingSection(_Strict):
+    threshold: float = Field(default=0.12, ge=0)
+    weight_relevance: float = Field(default=1.0, ge=0)
+    weight_trending: float = Field(default=0.5, ge=0)
+    weight_recency: float = Field(default=0.25, ge=0)
+    recency_half_life_days: float = Field(default=3.0, gt=0)
+    diversity: float = Field(default=0.3, ge=0, le=1)
+    max_topic_share: float = Field(default=0.6, gt=0, le=1)
+    category_boost: float = Field(default=0.25, ge=0)
+    author_boost: float = Field(default=0.5, ge=0)
+
+    def settings(self) -> RankSettings:
+        from newsletter.rank import RankSettings
+        from newsletter.rank.relevance import Boosts
+        from newsletter.rank.trending import TrendWeights
+
+        return RankSettings(
+            threshold=self.threshold,
+            weight_relevance=self.weight_relevance,
+            weight_trending=self.weight_trending,
+            weight_recency=self.weight_recency,
+            diversity=self.diversity,
+            max_topic_share=self.max_topic_share,
+            boosts=Boosts(category=self.category_boost, author=self.author_boost),
+            trend=TrendWeights(half_life_days=self.recency_half_life_days),
+        )
+
+
 class Config(_Strict):
     newsletter: NewsletterSection = NewsletterSection()
     smtp: SMTPSection = SMTPSection()
     sources: list[SourceConfig] = []
     topics: list[TopicConfig] = []
     digest: DigestSection = DigestSection()
+    ranking: RankingSection = RankingSection()
     fetch: FetchSection = FetchSection()
     calendar: CalendarSection = CalendarSection()
     base_dir: Path = Path(".")

@@ -86,6 +86,7 @@ class Topic:
     keywords: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     description: str = ""
+    authors: tuple[str, ...] = ()
 
 
 class SubscriberStatus(StrEnum):
@@ -107,6 +108,8 @@ class Subscriber:
     keywords: tuple[str, ...] = ()
     frequency: str = "daily"
     timezone: str = "UTC"
+    authors: tuple[str, ...] = ()  # authors to follow
+    exclude: tuple[str, ...] = ()  # keywords that rule a paper out
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,7 @@ class DigestItem:
     score: float
     topic_id: str | None
     reasons: tuple[str, ...]
+    parts: tuple[tuple[str, float], ...] = ()  # the score's components, for --explain
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from newsletter.models import (
     Subscriber,
     SubscriberStatus,
 )
-from newsletter.rank import RankingContext
+from newsletter.rank import Ranker, RankResult
 from newsletter.render import Branding, Links, Renderer
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
@@ -71,7 +71,13 @@ class Edition:
         topics = {t.id: t for t in config.topic_values()}
         since = now - timedelta(days=config.digest.lookback_days)
         self.candidates = store.papers_since(since)
-        self.context = RankingContext(self.candidates, topics)
+        self.ranker = Ranker(
+            self.candidates,
+            topics,
+            config.ranking.settings(),
+            now,
+            store.upvote_history([p.id for p in self.candidates]),
+        )
         self._renderer = renderer
 
     @property
@@ -83,17 +89,15 @@ class Edition:
             )
         return self._renderer
 
-    def history(self, subscribers: Sequence[Subscriber]) -> dict[int, set[str]]:
-        """Which candidates each subscriber was already sent: one query per edition."""
-        return self.store.sent_paper_ids(
+    def rank(self, subscribers: Sequence[Subscriber]) -> RankResult:
+        """Every subscriber's picks at once, minus what each was sent before."""
+        history = self.store.sent_paper_ids(
             [s.id for s in subscribers], [p.id for p in self.candidates]
         )
+        return self.ranker.rank(subscribers, history, self.config.digest.max_papers)
 
-    def digest(self, subscriber: Subscriber, history: dict[int, set[str]]) -> Digest:
-        items = self.context.rank(
-            subscriber, history.get(subscriber.id, set()), self.config.digest.max_papers
-        )
-        return Digest(subscriber, self.date, tuple(items))
+    def digest(self, subscriber: Subscriber, ranked: RankResult) -> Digest:
+        return Digest(subscriber, self.date, tuple(ranked.items(subscriber.id)))
 
     def links(self, signer: Signer, subscriber: Subscriber) -> Links:
         base = self.config.newsletter.base_url
@@ -147,8 +151,8 @@ def _digests(edition: Edition, store: Store, email: str | None) -> list[Digest]:
     subs = store.subscribers(SubscriberStatus.ACTIVE)
     if email is not None:
         subs = [s for s in subs if s.email == email]
-    history = edition.history(subs)
-    return [edition.digest(s, history) for s in subs]
+    ranked = edition.rank(subs)
+    return [edition.digest(s, ranked) for s in subs]
 
 
 def preview(
@@ -198,7 +202,7 @@ async def send_edition(
         signer,
         secret,
         report,
-        edition.history(list(active.values())),
+        edition.rank(list(active.values())),
         active,
         parseaddr(config.newsletter.sender)[1],
         dry_run,
@@ -233,7 +237,7 @@ class _Run:
     signer: Signer
     secret: str
     report: RunReport
-    history: dict[int, set[str]]
+    ranked: RankResult
     active: dict[int, Subscriber]
     mail_from: str
     dry_run: bool
@@ -248,7 +252,7 @@ class _Run:
         if sub is None:  # left the list after this edition was planned
             store.mark(row["id"], DeliveryStatus.SKIPPED, "no longer active", now)
             return
-        digest = self.edition.digest(sub, self.history)
+        digest = self.edition.digest(sub, self.ranked)
         if not digest.items and not self.edition.config.digest.send_empty:
             store.mark(row["id"], DeliveryStatus.SKIPPED, "nothing new", now)
             report.skipped_empty += 1

@@ -87,7 +87,16 @@ def _as_list(value: Any) -> tuple[str, ...]:
 def _row(
     record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None
 ) -> Subscriber:
-    unknown = set(record) - {"email", "name", "topics", "keywords", "frequency", "timezone"}
+    unknown = set(record) - {
+        "email",
+        "name",
+        "topics",
+        "keywords",
+        "authors",
+        "exclude",
+        "frequency",
+        "timezone",
+    }
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     email = normalise_email(str(record.get("email") or ""))
@@ -116,6 +125,8 @@ def _row(
         status=status,
         topics=topics,
         keywords=_as_list(record.get("keywords")),
+        authors=_as_list(record.get("authors")),
+        exclude=_as_list(record.get("exclude")),
         frequency=frequency,
         timezone=zone,
     )

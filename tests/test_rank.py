@@ -1,15 +1,19 @@
-"""Ranking, table-driven: relevance decides membership, trending orders ties, never twice."""
+"""Ranking, table-driven: relevance decides membership, trending orders, never twice."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 
 from newsletter.models import Signals, StoredPaper, Subscriber, Topic
-from newsletter.rank import RankingContext
+from newsletter.rank import Ranker, RankSettings
+from newsletter.rank.select import select
+from newsletter.rank.trending import velocity
 
-T0 = datetime(2026, 11, 24, tzinfo=UTC)
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 
 
 def paper(
@@ -19,12 +23,14 @@ def paper(
     cats: tuple[str, ...] = (),
     upvotes: int | None = None,
     code: bool = False,
+    authors: tuple[str, ...] = ("X Y",),
+    days_old: float = 0.5,
 ) -> StoredPaper:
     return StoredPaper(
         id=pid,
         title=title,
         abstract=abstract,
-        authors=("X",),
+        authors=authors,
         categories=cats,
         url=f"https://arxiv.org/abs/{pid}",
         pdf_url=None,
@@ -33,72 +39,207 @@ def paper(
         summary=None,
         keywords=(),
         version=1,
-        published=None,
-        first_seen=T0,
+        published=NOW - timedelta(days=days_old),
+        first_seen=NOW - timedelta(days=days_old),
         sources=("s",),
         signals=Signals(upvotes=upvotes),
     )
 
 
 PAPERS = [
-    paper("1", "Speech recognition with transformers", "asr for low-resource", ("cs.SD",)),
-    paper("2", "Image segmentation at scale", "vision", ("cs.CV",), upvotes=50),
-    paper("3", "A survey of speech synthesis", "text to speech", ("eess.AS",), upvotes=5),
-    paper("4", "Graph neural networks", "molecules", ("cs.LG",), upvotes=500, code=True),
-    paper("5", "Speech recognition benchmarks", "asr", ("cs.SD",), upvotes=80),
+    paper(
+        "1",
+        "Automatic speech recognition with transformers",
+        "We improve ASR word error rate for spoken language.",
+        ("cs.SD", "eess.AS"),
+    ),
+    paper(
+        "2",
+        "Image segmentation at scale",
+        "A vision model segments images.",
+        ("cs.CV",),
+        upvotes=50,
+    ),
+    paper(
+        "3",
+        "Neural speech synthesis",
+        "Text to speech with natural prosody and voices.",
+        ("eess.AS",),
+        upvotes=5,
+    ),
+    paper(
+        "4",
+        "Graph neural networks for molecules",
+        "Message passing over molecular graphs.",
+        ("cs.LG",),
+        upvotes=500,
+        code=True,
+        authors=("Marie Curie",),
+    ),
+    paper(
+        "5",
+        "Speech recognition benchmarks",
+        "ASR evaluation across accents and noise.",
+        ("cs.SD",),
+        upvotes=80,
+    ),
+    paper("6", "Cooking with robots", "Robot arms prepare pasta in a home kitchen.", ("cs.RO",)),
 ]
 TOPICS = {
-    "speech": Topic("speech", "Speech", ("speech recognition", "speech", "asr"), ("cs.SD",)),
-    "vision": Topic("vision", "Vision", ("segmentation", "image"), ("cs.CV",)),
+    "speech": Topic(
+        "speech",
+        "Speech",
+        ("speech recognition", "speech", "ASR"),
+        ("cs.SD", "eess.AS"),
+        "Recognising and synthesising speech.",
+    ),
+    "vision": Topic("vision", "Vision", ("segmentation", "image"), ("cs.CV",), "Computer vision."),
 }
+NO_TRENDS = RankSettings(weight_trending=0.0, weight_recency=0.0, diversity=0.0)
+
+
+def ranked(
+    sub: Subscriber,
+    settings: RankSettings = NO_TRENDS,
+    sent: set[str] | None = None,
+    k: int = 10,
+    papers: list[StoredPaper] | None = None,
+) -> list[str]:
+    ranker = Ranker(papers or PAPERS, TOPICS, settings, NOW)
+    result = ranker.rank([sub], {sub.id: sent or set()}, k)
+    return [i.paper.id for i in result.items(sub.id)]
+
+
+def sub(**kw: object) -> Subscriber:
+    return Subscriber(1, "a@example.org", **kw)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
-    ("topics", "keywords", "sent", "expected"),
+    ("subscriber", "expected"),
     [
-        # relevance decides membership; equal relevance is ordered by trending (upvotes)
-        (("speech",), (), set(), ["5", "1", "3"]),
-        (("vision",), (), set(), ["2"]),
-        # never a paper already sent
-        (("speech",), (), {"5"}, ["1", "3"]),
-        # own keywords add papers the topics miss
-        (("vision",), ("graph neural networks",), set(), ["2", "4"]),
-        # no topics and no keywords: the trending list
-        ((), (), set(), ["4", "5", "2", "3", "1"]),
-        # a topic id the config no longer has is ignored
-        (("gone",), (), set(), []),
+        # relevance decides membership: speech papers only, best match first
+        (sub(topics=("speech",)), ["5", "1", "3"]),
+        (sub(topics=("vision",)), ["2"]),
+        # own keywords add what the topics miss
+        (sub(topics=("vision",), keywords=("graph neural networks",)), ["2", "4"]),
+        # a followed author brings their paper in
+        (sub(topics=("vision",), authors=("Marie Curie",)), ["2", "4"]),
+        # an excluded keyword rules a paper out
+        (sub(topics=("speech",), exclude=("synthesis",)), ["5", "1"]),
+        # no topic, no keyword: the trending list
+        (sub(), ["4", "5", "2", "3", "1", "6"]),
+        # a topic the config no longer has is ignored, and nothing passes
+        (sub(topics=("gone",)), []),
     ],
 )
-def test_rank_table(
-    topics: tuple[str, ...], keywords: tuple[str, ...], sent: set[str], expected: list[str]
-) -> None:
-    ctx = RankingContext(PAPERS, TOPICS)
-    sub = Subscriber(id=1, email="a@example.org", topics=topics, keywords=keywords)
-    assert [i.paper.id for i in ctx.rank(sub, sent, 10)] == expected
+def test_relevance_table(subscriber: Subscriber, expected: list[str]) -> None:
+    settings = (
+        NO_TRENDS
+        if subscriber.topics or subscriber.keywords or subscriber.authors
+        else replace(NO_TRENDS, weight_trending=1.0)
+    )
+    assert ranked(subscriber, settings) == expected
 
 
-def test_max_papers_and_reasons() -> None:
-    ctx = RankingContext(PAPERS, TOPICS)
-    sub = Subscriber(id=1, email="a@example.org", topics=("speech", "vision"))
-    items = ctx.rank(sub, set(), 2)
-    assert len(items) == 2
-    top = items[0]
+def test_threshold_keeps_weak_matches_out() -> None:
+    strict = replace(NO_TRENDS, threshold=10.0)
+    assert ranked(sub(topics=("speech",)), strict) == []
+
+
+def test_trending_orders_the_relevant_ones() -> None:
+    trending_first = replace(NO_TRENDS, weight_relevance=0.01, weight_trending=1.0)
+    # among speech papers, upvotes now decide; the vision paper stays out whatever its votes
+    assert ranked(sub(topics=("speech",)), trending_first) == ["5", "3", "1"]
+
+
+def test_never_a_paper_already_sent() -> None:
+    assert ranked(sub(topics=("speech",)), sent={"1", "5"}) == ["3"]
+
+
+def test_max_papers() -> None:
+    assert ranked(sub(topics=("speech",)), k=2) == ["5", "1"]
+
+
+def test_diversity_spreads_near_duplicates() -> None:
+    twins = [
+        paper(
+            str(i),
+            "Speech recognition for noisy call centres",
+            "ASR for call centre audio with noise.",
+            ("cs.SD",),
+        )
+        for i in range(5)
+    ]
+    other = paper("9", "Speech synthesis voices", "Text to speech voices.", ("cs.SD",))
+    plain = ranked(sub(topics=("speech",)), NO_TRENDS, k=2, papers=[*twins, other])
+    diverse = ranked(
+        sub(topics=("speech",)), replace(NO_TRENDS, diversity=0.7), k=2, papers=[*twins, other]
+    )
+    assert "9" not in plain and "9" in diverse
+
+
+def test_topic_share_cap_when_following_several() -> None:
+    many = [
+        paper(f"s{i}", f"Speech recognition study {i}", "ASR speech.", ("cs.SD",), upvotes=100)
+        for i in range(6)
+    ]
+    vision = [
+        paper(f"v{i}", f"Image segmentation {i}", "Image segmentation.", ("cs.CV",))
+        for i in range(3)
+    ]
+    capped = replace(NO_TRENDS, max_topic_share=0.5)
+    got = ranked(sub(topics=("speech", "vision")), capped, k=4, papers=[*many, *vision])
+    assert sum(g.startswith("s") for g in got) == 2 and len(got) == 4
+    # one topic only: no cap
+    got = ranked(sub(topics=("speech",)), capped, k=4, papers=[*many, *vision])
+    assert len(got) == 4 and all(g.startswith("s") for g in got)
+
+
+def test_reasons_and_parts() -> None:
+    ranker = Ranker(PAPERS, TOPICS, RankSettings(), NOW)
+    s = sub(topics=("speech",))
+    [top, *_] = ranker.rank([s], {}, 3).items(s.id)
     assert top.topic_id == "speech"
-    assert "topic: Speech" in top.reasons
-    assert any(r.startswith("matches ") and "speech recognition" in r for r in top.reasons)
-    assert "80 upvotes" in top.reasons
-    assert items[0].score >= items[1].score
+    assert top.reasons[0].startswith("Speech: matches ")
+    assert "cs.SD" in " ".join(top.reasons)
+    assert dict(top.parts).keys() == {"relevance", "trending", "recency"}
 
 
-def test_title_match_beats_abstract_match() -> None:
-    papers = [paper("a", "Nothing here", "we study diffusion"), paper("b", "Diffusion models")]
-    ctx = RankingContext(papers, {"d": Topic("d", "D", ("diffusion",))})
-    sub = Subscriber(id=1, email="a@example.org", topics=("d",))
-    assert [i.paper.id for i in ctx.rank(sub, set(), 5)] == ["b", "a"]
+def test_many_subscribers_share_profiles_and_keep_their_own_history() -> None:
+    ranker = Ranker(PAPERS, TOPICS, NO_TRENDS, NOW)
+    subs = [Subscriber(i, f"s{i}@example.org", topics=("speech",)) for i in range(1, 1001)]
+    history = {i: {"5"} for i in range(1, 1001, 2)}  # odd ids got paper 5 yesterday
+    result = ranker.rank(subs, history, 3)
+    assert len(ranker._rows) == 1  # one profile scored once
+    assert [i.paper.id for i in result.items(1)] == ["1", "3"]
+    assert [i.paper.id for i in result.items(2)] == ["5", "1", "3"]
 
 
-def test_phrases_match_whole_words_only() -> None:
-    papers = [paper("a", "Bias in classifiers"), paper("b", "ASR systems")]
-    ctx = RankingContext(papers, {"s": Topic("s", "S", ("as", "asr"))})
-    sub = Subscriber(id=1, email="a@example.org", topics=("s",))
-    assert [i.paper.id for i in ctx.rank(sub, set(), 5)] == ["b"]
+@pytest.mark.parametrize(
+    ("readings", "expected"),
+    [
+        ([], 0.0),
+        ([(NOW - timedelta(days=1), 10), (NOW, 40)], 30.0),  # 30 gained in a day
+        ([(NOW - timedelta(hours=12), 10), (NOW, 20)], 20.0),
+        ([(NOW, 60)], 30.0),  # one reading: averaged since publication (two days ago)
+        ([(NOW - timedelta(days=10), 5), (NOW, 60)], 30.0),  # too old to compare: averaged
+    ],
+)
+def test_velocity(readings: list[tuple[datetime, int]], expected: float) -> None:
+    assert velocity(readings, NOW - timedelta(days=2), NOW) == pytest.approx(expected)
+
+
+def test_select_without_candidates_or_slots() -> None:
+    empty = np.zeros((1, 0), dtype=np.float32)
+    picks = select(
+        empty,
+        np.zeros((1, 0), dtype=np.int16),
+        np.array([0], dtype=np.int32),
+        np.array([0], dtype=np.int32),
+        [[]],
+        np.zeros((0, 0), dtype=np.float32),
+        3,
+        0.3,
+        0.6,
+    )
+    assert picks.tolist() == [[-1, -1, -1]]

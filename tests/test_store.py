@@ -218,6 +218,8 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         for column in ("doi", "comment", "journal_ref", "thumbnail_url", "organization"):
             conn.execute(f"ALTER TABLE papers DROP COLUMN {column}")
         conn.execute("ALTER TABLE deliveries DROP COLUMN ambiguous")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN authors")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN exclude")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
         conn.execute(
             "INSERT INTO papers (id, title, abstract, authors, categories, keywords, "

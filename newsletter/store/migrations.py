@@ -32,6 +32,10 @@ def _paper_details_and_source_state(conn: Connection) -> None:
     ):
         conn.execute(text(f"ALTER TABLE papers ADD COLUMN {column} {kind}"))
     conn.execute(text("ALTER TABLE deliveries ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0"))
+    for column in ("authors", "exclude"):
+        conn.execute(
+            text(f"ALTER TABLE subscribers ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")
+        )
     conn.execute(
         text(
             "CREATE TABLE source_state (source VARCHAR(200) NOT NULL PRIMARY KEY, etag TEXT, "

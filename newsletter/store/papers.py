@@ -160,6 +160,19 @@ class PaperStore(StoreBase):
             _stored_paper(r, sources.get(r["id"], ()), sigs.get(r["id"], Signals())) for r in rows
         ]
 
+    def upvote_history(self, ids: Sequence[str]) -> dict[str, list[tuple[datetime, int]]]:
+        """Every stored upvote reading of these papers, with when it was seen (for velocity)."""
+        s = t.signals
+        out: dict[str, list[tuple[datetime, int]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                q = select(s.c.paper_id, s.c.seen_at, s.c.upvotes).where(
+                    s.c.paper_id.in_(chunk), s.c.upvotes.is_not(None)
+                )
+                for pid, seen, up in conn.execute(q):
+                    out.setdefault(pid, []).append((datetime.fromisoformat(seen), int(up)))
+        return out
+
     def _sources_of(self, conn: Any, ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
         out: dict[str, list[str]] = {}
         for chunk in chunks(ids):

@@ -87,6 +87,8 @@ subscribers = Table(
     Column("status", String(20), nullable=False),
     Column("topics", Text, nullable=False, default="[]"),
     Column("keywords", Text, nullable=False, default="[]"),
+    Column("authors", Text, nullable=False, default="[]"),
+    Column("exclude", Text, nullable=False, default="[]"),
     Column("frequency", String(10), nullable=False, default="daily"),
     Column("timezone", String(64), nullable=False, default="UTC"),
     Column("created_at", String(40), nullable=False),

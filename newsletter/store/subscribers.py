@@ -27,6 +27,8 @@ class SubscriberStore(StoreBase):
             "name": sub.name,
             "topics": json.dumps(list(sub.topics)),
             "keywords": json.dumps(list(sub.keywords)),
+            "authors": json.dumps(list(sub.authors)),
+            "exclude": json.dumps(list(sub.exclude)),
             "frequency": sub.frequency,
             "timezone": sub.timezone,
         }
@@ -93,6 +95,8 @@ def _subscriber(row: Any) -> Subscriber:
         status=SubscriberStatus(row["status"]),
         topics=tuple(json.loads(row["topics"])),
         keywords=tuple(json.loads(row["keywords"])),
+        authors=tuple(json.loads(row["authors"])),
+        exclude=tuple(json.loads(row["exclude"])),
         frequency=row["frequency"],
         timezone=row["timezone"],
     )
