@@ -210,7 +210,7 @@ def test_many_subscribers_share_profiles_and_keep_their_own_history() -> None:
     subs = [Subscriber(i, f"s{i}@example.org", topics=("speech",)) for i in range(1, 1001)]
     history = {i: {"5"} for i in range(1, 1001, 2)}  # odd ids got paper 5 yesterday
     result = ranker.rank(subs, history, 3)
-    assert len(ranker._rows) == 1  # one profile scored once
+    assert ranker.profile_count == 1  # one profile scored once
     assert [i.paper.id for i in result.items(1)] == ["1", "3"]
     assert [i.paper.id for i in result.items(2)] == ["5", "1", "3"]
 

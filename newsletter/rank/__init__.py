@@ -19,7 +19,7 @@ import numpy.typing as npt
 from newsletter.models import DigestItem, StoredPaper, Subscriber, Topic
 from newsletter.rank.reasons import reasons
 from newsletter.rank.relevance import Boosts, PaperIndex, topic_relevance
-from newsletter.rank.select import select, sent_columns
+from newsletter.rank.select import leading, select
 from newsletter.rank.trending import Reading, TrendWeights, recency, trending
 
 ProfileKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
@@ -49,14 +49,6 @@ def profile_key(sub: Subscriber) -> ProfileKey:
     )
 
 
-@dataclass(slots=True)
-class _Profile:
-    final: npt.NDArray[np.float32]
-    relevance: npt.NDArray[np.float32]
-    best_topic: npt.NDArray[np.int16]
-    topic_count: int
-
-
 class Ranker:
     """Everything per edition; ``rank`` picks for many subscribers at once."""
 
@@ -84,117 +76,212 @@ class Ranker:
             self.papers, signal_history or {}, now, settings.trend
         )
         self.recency = recency(self.papers, now, settings.trend.half_life_days)
-        self._similarity: npt.NDArray[np.float32] | None = None
         self._profiles: dict[ProfileKey, int] = {}
-        self._rows: list[_Profile] = []
+        self._keys: dict[tuple[tuple[str, ...], ...], ProfileKey] = {}
+        self._own: dict[tuple[str, ...], npt.NDArray[np.float32]] = {}
+        self._row_keys: list[ProfileKey] = []
+        n = len(self.papers)
+        self._final = np.zeros((0, n), dtype=np.float32)  # profiles x papers, -inf: not eligible
+        self._rel = np.zeros((0, n), dtype=np.float32)
+        self._best = np.zeros((0, n), dtype=np.int16)  # the topic that made it relevant
+        self._topic_count = np.zeros(0, dtype=np.int32)
+        self.groups = 0
 
     @property
     def similarity(self) -> npt.NDArray[np.float32]:
-        if self._similarity is None:
-            self._similarity = self.index.similarity()
-        return self._similarity
+        return self.index.similarity
 
-    def profile(self, key: ProfileKey) -> int:
-        """The row of a profile, scored on first use."""
-        row = self._profiles.get(key)
-        if row is None:
-            row = len(self._rows)
-            self._rows.append(self._score(key))
-            self._profiles[key] = row
-        return row
+    @property
+    def profile_count(self) -> int:
+        return len(self._row_keys)
 
-    def _score(self, key: ProfileKey) -> _Profile:
-        topic_ids, keywords, authors, exclude = key
-        n, s = len(self.papers), self.settings
-        known = [t for t in topic_ids if t in self.topics]  # a topic may leave the config
-        parts = [self.topic_matrix[self.topic_ids.index(t)] for t in known]
-        best = np.full(n, -1, dtype=np.int16)
-        if parts:
-            stacked = np.stack(parts)
-            rel = stacked.max(axis=0)
-            best = np.array([self.topic_ids.index(t) for t in known], dtype=np.int16)[
-                stacked.argmax(axis=0)
-            ]
-        else:
-            rel = np.zeros(n, dtype=np.float32)
-        if keywords:
-            # a subscriber's own keywords are phrases they chose: a paper that does not hold
-            # them counts less, so "graph neural networks" does not pull in "neural" alone
-            own = self.index.query(" ".join(keywords * 2)) * self.index.phrase_weight(keywords)
-            best = np.where(own > rel, np.int16(-1), best).astype(np.int16)
-            rel = np.maximum(rel, own)
-        if authors:
-            rel = rel + s.boosts.author * self.index.author_mask(authors)
-        interested = bool(topic_ids or keywords or authors)
-        eligible = rel >= s.threshold if interested else np.ones(n, dtype=bool)
-        if exclude:
-            eligible &= ~self.index.phrase_mask(exclude)
-        final = (
-            s.weight_relevance * rel
-            + s.weight_trending * self.trending
-            + s.weight_recency * self.recency
+    def profiles(self, keys: Sequence[ProfileKey]) -> npt.NDArray[np.int32]:
+        """The profile row of each key; new profiles are scored together first."""
+        new = [k for k in dict.fromkeys(keys) if k not in self._profiles]
+        if new:
+            self._add(new)
+        return np.fromiter((self._profiles[k] for k in keys), np.int32, len(keys))
+
+    def _add(self, keys: Sequence[ProfileKey]) -> None:
+        """Score new profiles: the best topic per paper for all of them at once (a loop over
+        topics, not profiles), then each one's own keywords, authors and exclusions."""
+        n, s, tix = len(self.papers), self.settings, {t: i for i, t in enumerate(self.topic_ids)}
+        u = len(keys)
+        follows = np.zeros((u, len(self.topic_ids)), dtype=bool)
+        for row, key in enumerate(keys):
+            for tid in key[0]:
+                if tid in tix:  # a topic may leave the config
+                    follows[row, tix[tid]] = True
+        rel = np.full((u, n), -np.inf, dtype=np.float32)
+        best = np.full((u, n), -1, dtype=np.int16)
+        for t in range(len(self.topic_ids)):
+            rows = np.flatnonzero(follows[:, t])
+            if len(rows):
+                sub = rel[rows]
+                better = self.topic_matrix[t][None, :] > sub
+                rel[rows] = np.where(better, self.topic_matrix[t][None, :], sub)
+                best[rows] = np.where(better, np.int16(t), best[rows])
+        self._prefetch_own({k[1] for k in keys if k[1]})
+        rel[~follows.any(axis=1)] = 0.0
+        eligible = np.ones((u, n), dtype=bool)
+        for row, (topic_ids, keywords, authors, exclude) in enumerate(keys):
+            if keywords:
+                own = self._own_relevance(keywords)
+                best[row] = np.where(own > rel[row], np.int16(-1), best[row])
+                rel[row] = np.maximum(rel[row], own)
+            if authors:
+                rel[row] += s.boosts.author * self.index.author_mask(authors)
+            if topic_ids or keywords or authors:  # no interests at all: the trending list
+                eligible[row] = rel[row] >= s.threshold
+            if exclude:
+                eligible[row] &= ~self.index.phrase_mask(exclude)
+        base = s.weight_trending * self.trending + s.weight_recency * self.recency
+        final = np.where(eligible, s.weight_relevance * rel + base[None, :], -np.inf)
+        first = len(self._row_keys)
+        for i, key in enumerate(keys):
+            self._profiles[key] = first + i
+        self._row_keys.extend(keys)
+        self._final = np.concatenate([self._final, final.astype(np.float32)])
+        self._rel = np.concatenate([self._rel, rel])
+        self._best = np.concatenate([self._best, best])
+        self._topic_count = np.concatenate(
+            [self._topic_count, follows.sum(axis=1).astype(np.int32)]
         )
-        final = np.where(eligible, final, -np.inf).astype(np.float32)
-        return _Profile(final, rel.astype(np.float32), best, len(known))
+
+    def _prefetch_own(self, keyword_sets: set[tuple[str, ...]]) -> None:
+        """Score every new set of own keywords in one pass of the vectoriser."""
+        todo = sorted(k for k in keyword_sets if k not in self._own)
+        if todo:
+            scores = self.index.queries([" ".join(k * 2) for k in todo])
+            for k, row in zip(todo, scores, strict=True):
+                self._own[k] = row * self.index.phrase_weight(k)
+
+    def _own_relevance(self, keywords: tuple[str, ...]) -> npt.NDArray[np.float32]:
+        """A subscriber's own keywords are phrases they chose: a paper that does not hold
+        them counts less, so "graph neural networks" does not pull in "neural" alone."""
+        own = self._own.get(keywords)
+        if own is None:
+            own = self._own[keywords] = self.index.query(
+                " ".join(keywords * 2)
+            ) * self.index.phrase_weight(keywords)
+        return own
 
     def rank(
         self, subscribers: Sequence[Subscriber], history: Mapping[int, set[str]], max_papers: int
     ) -> RankResult:
-        """Every subscriber's picks, in digest order, never a paper already sent to them."""
-        keys = [profile_key(s) for s in subscribers]
-        profile_of = np.array([self.profile(k) for k in keys], dtype=np.int32)
-        if self._rows:
-            scores = np.stack([p.final for p in self._rows])
-            best = np.stack([p.best_topic for p in self._rows])
-        else:
-            scores = np.zeros((0, len(self.papers)), dtype=np.float32)
-            best = np.zeros((0, len(self.papers)), dtype=np.int16)
-        counts = np.array([p.topic_count for p in self._rows], dtype=np.int32)
-        sent = sent_columns([s.id for s in subscribers], history, self.column)
+        """Every subscriber's picks, in digest order, never a paper already sent to them.
+
+        Subscribers whose profile is the same and who were sent the same papers among the
+        profile's leading candidates get the same digest, so it is chosen once for them all.
+        """
+        n_subs, n_papers = len(subscribers), len(self.papers)
+        profile_of = self.profiles([self._key(s) for s in subscribers])
+        # (subscriber, column) of every paper already sent that is still a candidate
+        sub_idx, cols = [], []
+        column = self.column
+        for i, s in enumerate(subscribers):
+            for p in history.get(s.id, ()):
+                c = column.get(p)
+                if c is not None:
+                    sub_idx.append(i)
+                    cols.append(c)
+        si, ci = np.array(sub_idx, dtype=np.int64), np.array(cols, dtype=np.int64)
+        # a sent paper changes a pick only if it ranks within the first `width + m` of the
+        # profile, m being how many of the candidates that subscriber was sent
+        per_sub = np.bincount(si, minlength=n_subs) if len(si) else np.zeros(n_subs, np.int64)
+        width = min(n_papers, max(3 * max_papers, max_papers + 5))
+        depth = min(n_papers, width + int(per_sub.max(initial=0)))
+        position = np.full((self.profile_count, n_papers), n_papers, dtype=np.int32)
+        if self.profile_count and depth:
+            lead = leading(self._final, depth)
+            np.put_along_axis(position, lead, np.arange(depth, dtype=np.int32)[None, :], axis=1)
+        relevant = (
+            position[profile_of[si], ci] < width + per_sub[si]
+            if len(si)
+            else np.zeros(0, dtype=bool)
+        )
+        si, ci = si[relevant], ci[relevant]
+        overlap: dict[int, list[int]] = {}
+        for a, b in zip(si.tolist(), ci.tolist(), strict=True):
+            overlap.setdefault(a, []).append(b)
+        groups: dict[tuple[int, tuple[int, ...]], int] = {}
+        group_of = np.empty(n_subs, dtype=np.int32)
+        plain = np.ones(n_subs, dtype=bool)
+        for i, sent in overlap.items():
+            plain[i] = False
+            group_of[i] = groups.setdefault((int(profile_of[i]), tuple(sorted(sent))), len(groups))
+        # everyone without an overlap shares their profile's group
+        for row in np.unique(profile_of[plain]).tolist():
+            groups.setdefault((row, ()), len(groups))
+        lookup = np.full(self.profile_count, -1, dtype=np.int32)
+        for (row, sent_key), g in groups.items():
+            if not sent_key:
+                lookup[row] = g
+        group_of[plain] = lookup[profile_of[plain]]
+        rows = np.array([g[0] for g in groups], dtype=np.int32)
+        sent_cols = [list(g[1]) for g in groups]
         picks = select(
-            scores,
-            best,
-            counts,
-            profile_of,
-            sent,
+            self._final,
+            self._best,
+            self._topic_count,
+            rows,
+            sent_cols,
             self.similarity,
             max_papers,
             self.settings.diversity,
             self.settings.max_topic_share,
         )
+        self.groups = len(groups)
+        index = {s.id: i for i, s in enumerate(subscribers)}
         return RankResult(
             self,
-            {s.id: (k, picks[i]) for i, (s, k) in enumerate(zip(subscribers, keys, strict=True))},
+            index,
+            profile_of,
+            picks[group_of] if len(groups) else np.full((n_subs, max_papers), -1, dtype=np.int32),
         )
+
+    def _key(self, sub: Subscriber) -> ProfileKey:
+        raw = (sub.topics, sub.keywords, sub.authors, sub.exclude)
+        key = self._keys.get(raw)
+        if key is None:
+            key = self._keys[raw] = profile_key(sub)
+        return key
 
 
 class RankResult:
     """The picks; ``items`` turns one subscriber's into digest items with reasons."""
 
     def __init__(
-        self, ranker: Ranker, picks: dict[int, tuple[ProfileKey, npt.NDArray[np.int32]]]
+        self,
+        ranker: Ranker,
+        index: dict[int, int],
+        profile_of: npt.NDArray[np.int32],
+        picks: npt.NDArray[np.int32],
     ) -> None:
         self._ranker = ranker
+        self._index = index
+        self._profile_of = profile_of
         self._picks = picks
 
     def items(self, subscriber_id: int) -> list[DigestItem]:
         r = self._ranker
-        key, cols = self._picks[subscriber_id]
-        prof = r._rows[r.profile(key)]
+        i = self._index[subscriber_id]
+        row = int(self._profile_of[i])
+        key, cols = r._row_keys[row], self._picks[i]
         out = []
         for col in (int(c) for c in cols if c >= 0):
-            t = int(prof.best_topic[col])
+            t = int(r._best[row, col])
             topic = r.topics[r.topic_ids[t]] if t >= 0 else None
             paper = r.papers[col]
             parts = (
-                ("relevance", float(prof.relevance[col])),
+                ("relevance", float(r._rel[row, col])),
                 ("trending", float(r.trending[col])),
                 ("recency", float(r.recency[col])),
             )
             out.append(
                 DigestItem(
                     paper,
-                    round(float(prof.final[col]), 4),
+                    round(float(r._final[row, col]), 4),
                     topic.id if topic else None,
                     reasons(paper, topic, key, r.index.texts[col], r.velocity[col]),
                     tuple((name, round(v, 4)) for name, v in parts),

@@ -22,8 +22,8 @@ from newsletter.models import StoredPaper, Topic
 
 Vector = npt.NDArray[np.float32]
 
-TITLE_REPEAT = 3
-KEYWORD_REPEAT = 2
+TITLE_REPEAT = 2
+KEYWORD_REPEAT = 3
 FEEDBACK_DOCS = 3
 FEEDBACK_WEIGHT = 0.35
 
@@ -58,6 +58,9 @@ class PaperIndex:
         self.papers = papers
         self.texts = [normalise(f"{p.title} {p.abstract} {' '.join(p.keywords)}") for p in papers]
         self.authors = [frozenset(_author_key(a) for a in p.authors) for p in papers]
+        self.word_sets = [frozenset(t.split()) for t in self.texts]
+        self._phrases: dict[str, tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]] = {}
+        self._similarity: npt.NDArray[np.float32] | None = None
         docs = [
             " ".join([p.title] * TITLE_REPEAT + [p.abstract] + list(p.keywords) * KEYWORD_REPEAT)
             for p in papers
@@ -80,45 +83,77 @@ class PaperIndex:
             self.matrix = sparse.csr_matrix((len(papers), 1), dtype=np.float32)
             self.vectorizer = None
 
+    @property
     def similarity(self) -> npt.NDArray[np.float32]:
-        """Paper-to-paper cosine similarity (dense), for diversity."""
-        return np.asarray((self.matrix @ self.matrix.T).todense(), dtype=np.float32)
+        """Paper-to-paper cosine similarity (dense), for feedback and diversity; built once."""
+        if self._similarity is None:
+            self._similarity = np.asarray((self.matrix @ self.matrix.T).todense(), dtype=np.float32)
+        return self._similarity
 
     def query(self, text: str) -> Vector:
         """Cosine of a free-text query with every paper, with one round of feedback."""
+        row: Vector = self.queries([text])[0]
+        return row
+
+    def queries(self, texts: Sequence[str]) -> npt.NDArray[np.float32]:
+        """``query`` for many texts in one pass (queries x papers).
+
+        The feedback query is q' = (q + w c/|c|) / |q + w c/|c||, c the mean of a query's
+        best matches; its scores follow from the paper similarities, with no second sparse
+        product.
+        """
         n = len(self.papers)
-        if self.vectorizer is None or not text.strip():
-            return np.zeros(n, dtype=np.float32)
-        q = self.vectorizer.transform([text])
-        if q.nnz == 0:
-            return np.zeros(n, dtype=np.float32)
-        scores = np.asarray((self.matrix @ q.T).todense()).ravel()
-        top = np.argsort(-scores)[:FEEDBACK_DOCS]
-        top = top[scores[top] > 0]
-        if len(top):
-            centroid = sparse.csr_matrix(self.matrix[top].mean(axis=0))
-            q2 = q + FEEDBACK_WEIGHT * centroid / max(sparse.linalg.norm(centroid), 1e-9)
-            q2 = q2 / max(sparse.linalg.norm(q2), 1e-9)
-            scores = np.asarray((self.matrix @ q2.T).todense()).ravel()
-        return scores.astype(np.float32)
+        out = np.zeros((len(texts), n), dtype=np.float32)
+        if self.vectorizer is None or not texts or n == 0:
+            return out
+        q = self.vectorizer.transform(list(texts))
+        first = np.asarray((q @ self.matrix.T).todense(), dtype=np.float32)
+        sim = self.similarity
+        for i, scores in enumerate(first):
+            top = np.argsort(-scores)[:FEEDBACK_DOCS]
+            top = top[scores[top] > 0]
+            if not len(top):
+                out[i] = scores
+                continue
+            c_norm = float(np.sqrt(max(sim[np.ix_(top, top)].mean(), 1e-12)))
+            qc = float(scores[top].mean())  # q . c, with |q| = 1
+            w = FEEDBACK_WEIGHT / c_norm
+            q2_norm = float(np.sqrt(max(1.0 + 2 * w * qc + FEEDBACK_WEIGHT**2, 1e-12)))
+            out[i] = (scores + w * sim[:, top].mean(axis=1)) / q2_norm
+        return out
+
+    def _phrase(self, phrase: str) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """(holds the phrase as written, holds all of its words), cached per phrase."""
+        hit = self._phrases.get(phrase)
+        if hit is None:
+            needle = normalise(phrase)
+            words = set(needle.split())
+            hit = (
+                np.fromiter((needle in t for t in self.texts), bool, len(self.texts)),
+                np.fromiter((words <= ws for ws in self.word_sets), bool, len(self.texts)),
+            )
+            self._phrases[phrase] = hit
+        return hit
 
     def phrase_mask(self, phrases: Iterable[str]) -> npt.NDArray[np.bool_]:
         """Papers whose text holds any of the phrases as whole words."""
-        needles = [normalise(p) for p in phrases if p.strip()]
-        return np.array([any(n in t for n in needles) for t in self.texts], dtype=bool)
+        out = np.zeros(len(self.texts), dtype=bool)
+        for p in phrases:
+            if p.strip():
+                out |= self._phrase(p)[0]
+        return out
 
     def phrase_weight(self, phrases: Sequence[str]) -> Vector:
         """How literally each paper holds one of the phrases: 1 as written, 0.6 with all of
         a phrase's words somewhere, 0.25 otherwise."""
-        needles = [normalise(p) for p in phrases if p.strip()]
-        word_sets = [set(n.split()) for n in needles]
-        out = np.full(len(self.texts), 0.25, dtype=np.float32)
-        for i, text in enumerate(self.texts):
-            if any(n in text for n in needles):
-                out[i] = 1.0
-            elif any(ws <= set(text.split()) for ws in word_sets):
-                out[i] = 0.6
-        return out
+        literal = np.zeros(len(self.texts), dtype=bool)
+        words = np.zeros(len(self.texts), dtype=bool)
+        for p in phrases:
+            if p.strip():
+                a, b = self._phrase(p)
+                literal |= a
+                words |= b
+        return np.where(literal, 1.0, np.where(words, 0.6, 0.25)).astype(np.float32)
 
     def author_mask(self, names: Iterable[str]) -> npt.NDArray[np.bool_]:
         wanted = {_author_key(n) for n in names if n.strip()}

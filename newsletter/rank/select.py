@@ -41,21 +41,25 @@ def select(
     cap_many = max(1, math.ceil(max_topic_share * k))
     n_topics = int(best_topic.max(initial=-1)) + 2  # slot 0 for "no topic"
     width = min(n_papers, max(3 * k, k + 5))
+    # each profile's leading papers, best first, once; a row then only drops what it was sent
+    most_sent = max((len(x) for x in sent), default=0)
+    lead = leading(scores, width + most_sent)
     for start in range(0, n_subs, CHUNK):
         prof = profile_of[start : start + CHUNK]
         n = len(prof)
-        sc = scores[prof]
-        rows = np.repeat(np.arange(n), [len(sent[start + i]) for i in range(n)])
-        if len(rows):
-            cols = np.concatenate([np.asarray(sent[start + i], dtype=np.int64) for i in range(n)])
-            sc[rows, cols] = -np.inf
-        if width < n_papers:
-            cand = np.argpartition(-sc, width - 1, axis=1)[:, :width]
+        full = lead[prof]
+        if most_sent:
+            pad = np.full((n, most_sent), -2, dtype=np.int64)
+            for i in range(n):
+                got = sent[start + i]
+                pad[i, : len(got)] = got
+            drop = (full[:, :, None] == pad[:, None, :]).any(axis=2)
+            keep = np.argsort(drop, axis=1, kind="stable")[:, :width]
+            cand = np.take_along_axis(full, keep, axis=1)
+            gone = np.take_along_axis(drop, keep, axis=1)
         else:
-            cand = np.tile(np.arange(n_papers), (n, 1))
-        cs = np.take_along_axis(sc, cand, axis=1)
-        order = np.argsort(-cs, axis=1, kind="stable")
-        cand, cs = np.take_along_axis(cand, order, 1), np.take_along_axis(cs, order, 1)
+            cand, gone = full[:, :width], np.zeros((n, min(width, full.shape[1])), dtype=bool)
+        cs = np.where(gone, -np.inf, scores[prof[:, None], cand]).astype(np.float32)
         valid = np.isfinite(cs)
         top = np.where(valid[:, :1], cs[:, :1], 1.0)
         rel = np.where(valid, cs / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
@@ -83,6 +87,18 @@ def select(
             maxsim[r] = np.maximum(maxsim[r], sims[r, p, :])
             counts[r, ctopic[r, p]] += 1
     return out
+
+
+def leading(scores: FloatArray, width: int) -> npt.NDArray[np.int64]:
+    """Per row, the ``width`` best columns in descending score order."""
+    n_papers = scores.shape[1]
+    width = min(width, n_papers)
+    if width < n_papers:
+        part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
+    else:
+        part = np.tile(np.arange(n_papers), (scores.shape[0], 1))
+    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(part, order, axis=1).astype(np.int64)
 
 
 def sent_columns(
