@@ -26,7 +26,9 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from newsletter.models import StoredPaper, Topic
+from newsletter.rank import Ranker, RankSettings
 from newsletter.rank.relevance import Boosts, PaperIndex, category_matches, topic_relevance
+from newsletter.rank.semantic import Encoder, load_encoder, paper_text
 from newsletter.sources import arxiv_api, arxiv_rss
 
 TOPICS = [
@@ -164,6 +166,29 @@ def ours(papers: list[StoredPaper], topic: Topic, boosts: Boosts) -> list[int]:
     return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
 
 
+def ours_semantic(
+    papers: list[StoredPaper],
+    topic: Topic,
+    boosts: Boosts,
+    encoder: Encoder,
+    embeddings: np.ndarray,
+) -> list[int]:
+    """The digest's relevance with the semantic model: the Ranker's topic row."""
+    from datetime import UTC, datetime
+
+    settings = RankSettings(boosts=boosts)
+    ranker = Ranker(
+        papers,
+        {topic.id: topic},
+        settings,
+        datetime.now(UTC),
+        encoder=encoder,
+        embeddings=embeddings,
+    )
+    scores = ranker.topic_matrix[0]
+    return [int(i) for i in np.argsort(-scores, kind="stable") if scores[i] > 0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     default = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
@@ -176,6 +201,21 @@ def main() -> None:
         "ours, lexical only": lambda ps, t: ours(ps, t, Boosts(category=0.0, author=0.0)),
         "ours": lambda ps, t: ours(ps, t, Boosts()),
     }
+    encoder = load_encoder()
+    if encoder is None:
+        print("(semantic extra not installed: the MiniLM rows are left out)")
+    else:
+        emb = encoder.encode([paper_text(p) for p in papers])
+        methods["MiniLM cosine"] = lambda ps, t: [
+            int(i)
+            for i in np.argsort(
+                -(emb @ encoder.encode([f"{t.name}. {t.description}"])[0]), kind="stable"
+            )
+        ]
+        methods["ours + MiniLM, no cats"] = lambda ps, t: ours_semantic(
+            ps, t, Boosts(category=0.0, author=0.0), encoder, emb
+        )
+        methods["ours + MiniLM"] = lambda ps, t: ours_semantic(ps, t, Boosts(), encoder, emb)
     print(f"{len(papers)} papers, {len(TOPICS)} topics")
     print(f"{'method':22} {'nDCG@10':>8} {'P@10':>6}")
     for name, method in methods.items():

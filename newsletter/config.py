@@ -173,6 +173,9 @@ class RankingSection(_Strict):
     max_topic_share: float = Field(default=0.6, gt=0, le=1)
     category_boost: float = Field(default=0.25, ge=0)
     author_boost: float = Field(default=0.5, ge=0)
+    semantic: Literal["auto", "off"] = "auto"
+    semantic_weight: float = Field(default=0.5, ge=0)
+    semantic_floor: float = Field(default=0.2, ge=-1, le=1)
 
     def settings(self) -> RankSettings:
         from newsletter.rank import RankSettings
@@ -188,6 +191,8 @@ class RankingSection(_Strict):
             max_topic_share=self.max_topic_share,
             boosts=Boosts(category=self.category_boost, author=self.author_boost),
             trend=TrendWeights(half_life_days=self.recency_half_life_days),
+            semantic_weight=self.semantic_weight,
+            semantic_floor=self.semantic_floor,
         )
 
 

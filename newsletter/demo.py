@@ -19,6 +19,7 @@ from newsletter.deliver import SMTPSender
 from newsletter.gallery import write_gallery
 from newsletter.models import RunReport
 from newsletter.pipeline import send_edition
+from newsletter.rank.semantic import load_encoder
 from newsletter.resources import bundled, sample_dir
 from newsletter.smtp_server import LocalSMTPServer
 from newsletter.sources.fetch import HttpFetcher
@@ -61,7 +62,17 @@ def run_demo(out_dir: Path, now: datetime) -> DemoResult:
             finally:
                 fetcher.close()
             sender = SMTPSender("127.0.0.1", server.port, timeout=10)
-            report = asyncio.run(send_edition(config, store, sender, Signer([secret]), secret, now))
+            report = asyncio.run(
+                send_edition(
+                    config,
+                    store,
+                    sender,
+                    Signer([secret]),
+                    secret,
+                    now,
+                    encoder=load_encoder() if config.ranking.semantic == "auto" else None,
+                )
+            )
         finally:
             store.close()
         received = server.received

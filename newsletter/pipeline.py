@@ -15,6 +15,9 @@ from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
+
 from newsletter.config import Config
 from newsletter.deliver import Sender, is_hard_bounce
 from newsletter.errors import SMTPUnavailableError, TemplateError
@@ -33,10 +36,12 @@ from newsletter.models import (
     OutgoingMessage,
     RunReport,
     SendResult,
+    StoredPaper,
     Subscriber,
     SubscriberStatus,
 )
 from newsletter.rank import Ranker, RankResult
+from newsletter.rank.semantic import Encoder, paper_text
 from newsletter.render import Branding, Links, Renderer
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
@@ -51,6 +56,22 @@ def edition_date_for(now: datetime, zone: str) -> date:
     return now.astimezone(ZoneInfo(zone)).date()
 
 
+def embed_candidates(
+    store: Store, encoder: Encoder | None, papers: Sequence[StoredPaper]
+) -> npt.NDArray[np.float32] | None:
+    """Each candidate's embedding, computing only those not cached yet (about 24 a second)."""
+    if encoder is None or not papers:
+        return None
+    cached = store.embeddings([p.id for p in papers], encoder.name)
+    missing = [p for p in papers if p.id not in cached]
+    if missing:
+        fresh = encoder.encode([paper_text(p) for p in missing])
+        new = {p.id: v for p, v in zip(missing, fresh, strict=True)}
+        store.save_embeddings(encoder.name, new)
+        cached.update(new)
+    return np.stack([cached[p.id] for p in papers]).astype(np.float32)
+
+
 def is_due(subscriber: Subscriber, edition: date, last_sent: date | None) -> bool:
     """Daily subscribers every day; weekly ones when their last edition is a week old."""
     if subscriber.frequency != "weekly":
@@ -62,7 +83,12 @@ class Edition:
     """The once-per-edition state: candidates, ranking context, history, renderer."""
 
     def __init__(
-        self, config: Config, store: Store, now: datetime, renderer: Renderer | None = None
+        self,
+        config: Config,
+        store: Store,
+        now: datetime,
+        renderer: Renderer | None = None,
+        encoder: Encoder | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -71,12 +97,15 @@ class Edition:
         topics = {t.id: t for t in config.topic_values()}
         since = now - timedelta(days=config.digest.lookback_days)
         self.candidates = store.papers_since(since)
+        ids = [p.id for p in self.candidates]
         self.ranker = Ranker(
             self.candidates,
             topics,
             config.ranking.settings(),
             now,
-            store.upvote_history([p.id for p in self.candidates]),
+            store.upvote_history(ids),
+            encoder,
+            embed_candidates(store, encoder, self.candidates),
         )
         self._renderer = renderer
 
@@ -142,9 +171,17 @@ class Composed:
     data: bytes
 
 
-def digests(config: Config, store: Store, now: datetime, email: str | None = None) -> list[Digest]:
-    """Every active subscriber's digest for the edition at ``now`` (or one subscriber's)."""
-    return _digests(Edition(config, store, now), store, email)
+def digests(
+    config: Config,
+    store: Store,
+    now: datetime,
+    email: str | None = None,
+    encoder: Encoder | None = None,
+) -> tuple[list[Digest], str]:
+    """Every active subscriber's digest for the edition at ``now`` (or one subscriber's),
+    and which relevance model chose them."""
+    edition = Edition(config, store, now, encoder=encoder)
+    return _digests(edition, store, email), edition.ranker.model
 
 
 def _digests(edition: Edition, store: Store, email: str | None) -> list[Digest]:
@@ -162,9 +199,10 @@ def preview(
     secret: str,
     now: datetime,
     email: str | None = None,
+    encoder: Encoder | None = None,
 ) -> list[Composed]:
     """The message each active subscriber would get now, ledger untouched."""
-    edition = Edition(config, store, now)
+    edition = Edition(config, store, now, encoder=encoder)
     return [edition.compose(d, signer, secret) for d in _digests(edition, store, email)]
 
 
@@ -178,6 +216,7 @@ async def send_edition(
     *,
     dry_run: bool = False,
     progress: Progress | None = None,
+    encoder: Encoder | None = None,
 ) -> RunReport:
     """Deliver today's edition to every due subscriber not yet served; resumable.
 
@@ -185,7 +224,7 @@ async def send_edition(
     ``SendInterrupted`` (with the report so far) when the server cannot be reached; the rows
     not reached stay pending for the next run.
     """
-    edition = Edition(config, store, now)
+    edition = Edition(config, store, now, encoder=encoder)
     report = RunReport(edition.date, dry_run=dry_run)
     edition_id = store.edition(edition.date, now)
     store.recover_interrupted(edition_id, now)

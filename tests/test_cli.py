@@ -409,3 +409,50 @@ def test_source_url_scheme_is_checked_in_the_config(cli: CLI, tmp_path: Path) ->
     )
     code, _, err = cli("--config", config, "collect")
     assert code == 1 and "sources[0].url" in err
+
+
+def test_rank_explain_names_the_model_and_parts(
+    cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, demo_roster: Path
+) -> None:
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    text = config.read_text().replace("[digest]", '[ranking]\nsemantic = "off"\n\n[digest]')
+    config.write_text(text)
+    cli("--config", config, "--now", NOW.isoformat(), "collect")
+    code, out, _ = cli(
+        "--config",
+        config,
+        "--now",
+        NOW.isoformat(),
+        "rank",
+        "--explain",
+        "--json",
+        "--subscriber",
+        "alan@example.org",
+    )
+    assert code == 0
+    [row] = [json.loads(x) for x in out.strip().splitlines()]
+    assert row["model"].startswith("TF-IDF")
+    assert row["items"] and set(row["items"][0]["parts"]) == {"relevance", "trending", "recency"}
+    assert row["items"][0]["topic"] in ("speech", "llm")
+
+
+def test_subscriber_authors_and_exclusions_round_trip(cli: CLI, tmp_path: Path) -> None:
+    config = write_config(tmp_path, _free_port())
+    assert (
+        cli(
+            "--config",
+            config,
+            "subscribers",
+            "add",
+            "x@example.org",
+            "--confirmed",
+            "--author",
+            "Ada Lovelace",
+            "--exclude",
+            "survey",
+        )[0]
+        == 0
+    )
+    _, out, _ = cli("--config", config, "subscribers", "list", "--json")
+    [row] = [json.loads(x) for x in out.strip().splitlines()]
+    assert row["authors"] == ["Ada Lovelace"] and row["exclude"] == ["survey"]

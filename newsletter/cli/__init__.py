@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 from rich.progress import Progress
+from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
@@ -35,6 +36,7 @@ from newsletter.pipeline import (
     preview,
     send_edition,
 )
+from newsletter.rank.semantic import Encoder, load_encoder
 from newsletter.runlock import RunLock
 from newsletter.store import Store
 from newsletter.subscriptions import Signer, normalise_email
@@ -134,19 +136,21 @@ def _collect(config: Config, now: datetime, store: Store) -> list[CollectRow]:
 @app.command()
 @click.option("--subscriber", help="Only this subscriber (email).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per subscriber.")
-def rank(subscriber: str | None, as_json: bool) -> int:
+@click.option("--explain", is_flag=True, help="Show the score parts and the model in use.")
+def rank(subscriber: str | None, as_json: bool, explain: bool) -> int:
     """Show what each subscriber's digest would hold, with scores and reasons."""
     state = current()
     email = normalise_email(subscriber) if subscriber else None
     with open_store(state.config) as store:
         if email and store.subscriber(email=email) is None:
             raise InputError(f"no subscriber {email}")
-        result = digests(state.config, store, state.now, email)
+        result, model = digests(state.config, store, state.now, email, _encoder(state.config))
     if as_json:
         print_json_lines(
             [
                 {
                     "subscriber": d.subscriber.email,
+                    **({"model": model} if explain else {}),
                     "items": [
                         {
                             "id": i.paper.id,
@@ -154,6 +158,7 @@ def rank(subscriber: str | None, as_json: bool) -> int:
                             "url": i.paper.url,
                             "score": i.score,
                             "reasons": list(i.reasons),
+                            **({"topic": i.topic_id, "parts": dict(i.parts)} if explain else {}),
                         }
                         for i in d.items
                     ],
@@ -162,9 +167,16 @@ def rank(subscriber: str | None, as_json: bool) -> int:
             ]
         )
         return 0
+    if explain:
+        out.print(Text(f"relevance model: {model}"))
     for d in result:
-        digest_table(d)
+        digest_table(d, explain)
     return 0
+
+
+def _encoder(config: Config) -> Encoder | None:
+    """The semantic model when configured and installed (an edge: loading takes seconds)."""
+    return load_encoder() if config.ranking.semantic == "auto" else None
 
 
 def _signing(config: Config) -> tuple[Signer, str]:
@@ -185,7 +197,9 @@ def preview_cmd(out_dir: Path, subscriber: str | None) -> int:
     signer, secret = _signing(state.config)
     email = normalise_email(subscriber) if subscriber else None
     with open_store(state.config) as store:
-        composed = preview(state.config, store, signer, secret, state.now, email)
+        composed = preview(
+            state.config, store, signer, secret, state.now, email, _encoder(state.config)
+        )
     index = write_gallery(
         out_dir,
         [(c.digest.subscriber.email, c.data) for c in composed],
@@ -274,7 +288,15 @@ def _run_send(
         try:
             return asyncio.run(
                 send_edition(
-                    config, store, sender, signer, secret, now, dry_run=dry_run, progress=tick
+                    config,
+                    store,
+                    sender,
+                    signer,
+                    secret,
+                    now,
+                    dry_run=dry_run,
+                    progress=tick,
+                    encoder=_encoder(config),
                 )
             )
         except SendInterrupted as stop:

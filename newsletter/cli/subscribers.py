@@ -23,9 +23,17 @@ def subscribers() -> None:
 @click.option("--name", default="", help="Display name.")
 @click.option("--topic", multiple=True, help="Topic id from the config (repeatable).")
 @click.option("--keyword", multiple=True, help="Own keyword (repeatable).")
+@click.option("--author", multiple=True, help="Author to follow (repeatable).")
+@click.option("--exclude", multiple=True, help="Keyword that rules a paper out (repeatable).")
 @click.option("--confirmed", is_flag=True, help="Active at once (the operator vouches).")
 def subscribers_add(
-    email: str, name: str, topic: tuple[str, ...], keyword: tuple[str, ...], confirmed: bool
+    email: str,
+    name: str,
+    topic: tuple[str, ...],
+    keyword: tuple[str, ...],
+    author: tuple[str, ...],
+    exclude: tuple[str, ...],
+    confirmed: bool,
 ) -> int:
     """Add a subscriber (pending unless --confirmed)."""
     state = current()
@@ -43,6 +51,8 @@ def subscribers_add(
         status=SubscriberStatus.ACTIVE if confirmed else SubscriberStatus.PENDING,
         topics=tuple(topic or ()),
         keywords=tuple(keyword or ()),
+        authors=tuple(author),
+        exclude=tuple(exclude),
     )
     with open_store(state.config) as store:
         outcome = store.upsert_subscriber(sub, state.now)
@@ -68,6 +78,8 @@ def subscribers_list(as_json: bool) -> int:
                     "status": s.status.value,
                     "topics": list(s.topics),
                     "keywords": list(s.keywords),
+                    "authors": list(s.authors),
+                    "exclude": list(s.exclude),
                     "frequency": s.frequency,
                 }
                 for s in subs

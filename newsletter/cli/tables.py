@@ -10,7 +10,7 @@ from rich.text import Text
 
 from newsletter.cli.context import out
 from newsletter.collect import CollectRow
-from newsletter.models import Digest, RunReport, StoredPaper, Subscriber
+from newsletter.models import Digest, DigestItem, RunReport, StoredPaper, Subscriber
 
 Cell = str | Text
 
@@ -74,14 +74,33 @@ def report_table(report: RunReport, title: str) -> None:
     )
 
 
-def digest_table(digest: Digest) -> None:
+def digest_table(digest: Digest, explain: bool = False) -> None:
+    columns = ["#", "score", "id", "title", "reasons"]
+    if explain:
+        columns[2:2] = ["relevance", "trending", "recency", "topic"]
+
+    def row(n: int, item: DigestItem) -> list[str]:
+        cells = [
+            str(n),
+            f"{item.score:.3f}",
+            item.paper.id,
+            item.paper.title,
+            "; ".join(item.reasons),
+        ]
+        if explain:
+            parts = dict(item.parts)
+            cells[2:2] = [
+                f"{parts.get('relevance', 0):.3f}",
+                f"{parts.get('trending', 0):.3f}",
+                f"{parts.get('recency', 0):.3f}",
+                item.topic_id or "",
+            ]
+        return cells
+
     print_table(
         f"{digest.subscriber.email} · {len(digest.items)} paper(s)",
-        ("#", "score", "id", "title", "reasons"),
-        (
-            (str(n), f"{i.score:.2f}", i.paper.id, i.paper.title, "; ".join(i.reasons))
-            for n, i in enumerate(digest.items, start=1)
-        ),
+        columns,
+        (row(n, i) for n, i in enumerate(digest.items, start=1)),
     )
 
 

@@ -20,6 +20,7 @@ from newsletter.models import DigestItem, StoredPaper, Subscriber, Topic
 from newsletter.rank.reasons import reasons
 from newsletter.rank.relevance import Boosts, PaperIndex, topic_relevance
 from newsletter.rank.select import leading, select
+from newsletter.rank.semantic import Encoder
 from newsletter.rank.trending import Reading, TrendWeights, recency, trending
 
 ProfileKey = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], tuple[str, ...]]
@@ -37,6 +38,8 @@ class RankSettings:
     max_topic_share: float = 0.6
     boosts: Boosts = field(default_factory=Boosts)
     trend: TrendWeights = field(default_factory=TrendWeights)
+    semantic_weight: float = 0.5  # how much embedding similarity adds, when a model is loaded
+    semantic_floor: float = 0.2  # cosine below this is noise and adds nothing
 
 
 def profile_key(sub: Subscriber) -> ProfileKey:
@@ -59,6 +62,8 @@ class Ranker:
         settings: RankSettings,
         now: datetime,
         signal_history: Mapping[str, Sequence[Reading]] | None = None,
+        encoder: Encoder | None = None,
+        embeddings: npt.NDArray[np.float32] | None = None,
     ) -> None:
         self.papers = list(papers)
         self.topics = dict(topics)
@@ -72,6 +77,10 @@ class Ranker:
             if self.topic_ids
             else np.zeros((0, len(self.papers)), dtype=np.float32)
         )
+        self.encoder = encoder if embeddings is not None and len(embeddings) else None
+        self.embeddings = embeddings
+        if self.encoder is not None and self.topic_ids:
+            self.topic_matrix = self.topic_matrix + self._semantic_topics()
         self.trending, self.velocity = trending(
             self.papers, signal_history or {}, now, settings.trend
         )
@@ -90,6 +99,39 @@ class Ranker:
     @property
     def similarity(self) -> npt.NDArray[np.float32]:
         return self.index.similarity
+
+    @property
+    def model(self) -> str:
+        """Which relevance model is in use, for ``rank --explain`` and ``doctor``."""
+        lexical = "TF-IDF (scikit-learn) with feedback"
+        return f"{lexical} + {self.encoder.name} embeddings" if self.encoder else lexical
+
+    def _semantic(self, sims: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        s = self.settings
+        out: npt.NDArray[np.float32] = (
+            s.semantic_weight * np.maximum(0.0, sims - s.semantic_floor)
+        ).astype(np.float32)
+        return out
+
+    def _semantic_topics(self) -> npt.NDArray[np.float32]:
+        """Per topic: half its name and description, half its best-matching keyword."""
+        assert self.encoder is not None and self.embeddings is not None
+        texts: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for tid in self.topic_ids:
+            t = self.topics[tid]
+            spans.append((len(texts), 1 + len(t.keywords)))
+            texts += [f"{t.name}. {t.description}".strip(), *t.keywords]
+        vecs = self.encoder.encode(texts) @ self.embeddings.T  # texts x papers
+        rows = []
+        for start, count in spans:
+            desc = vecs[start]
+            rows.append(
+                0.5 * desc + 0.5 * vecs[start + 1 : start + count].max(axis=0)
+                if count > 1
+                else desc
+            )
+        return self._semantic(np.stack(rows))
 
     @property
     def profile_count(self) -> int:
@@ -155,6 +197,9 @@ class Ranker:
             scores = self.index.queries([" ".join(k * 2) for k in todo])
             for k, row in zip(todo, scores, strict=True):
                 self._own[k] = row * self.index.phrase_weight(k)
+                if self.encoder is not None and self.embeddings is not None:
+                    sims = (self.encoder.encode(list(k)) @ self.embeddings.T).max(axis=0)
+                    self._own[k] = self._own[k] + self._semantic(sims)
 
     def _own_relevance(self, keywords: tuple[str, ...]) -> npt.NDArray[np.float32]:
         """A subscriber's own keywords are phrases they chose: a paper that does not hold

@@ -32,6 +32,12 @@ def _paper_details_and_source_state(conn: Connection) -> None:
     ):
         conn.execute(text(f"ALTER TABLE papers ADD COLUMN {column} {kind}"))
     conn.execute(text("ALTER TABLE deliveries ADD COLUMN ambiguous INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(
+        text(
+            "CREATE TABLE paper_embeddings (paper_id VARCHAR(300) NOT NULL, model VARCHAR(100) "
+            "NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (paper_id, model))"
+        )
+    )
     for column in ("authors", "exclude"):
         conn.execute(
             text(f"ALTER TABLE subscribers ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from sqlalchemy import bindparam, func, select
 
 from newsletter.models import (
@@ -159,6 +161,31 @@ class PaperStore(StoreBase):
         return [
             _stored_paper(r, sources.get(r["id"], ()), sigs.get(r["id"], Signals())) for r in rows
         ]
+
+    def embeddings(self, ids: Sequence[str], model: str) -> dict[str, npt.NDArray[np.float32]]:
+        """Cached embeddings of these papers for one model."""
+        e = t.paper_embeddings
+        out = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                q = select(e.c.paper_id, e.c.vector).where(
+                    e.c.model == model, e.c.paper_id.in_(chunk)
+                )
+                for pid, blob in conn.execute(q):
+                    out[pid] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def save_embeddings(self, model: str, vectors: Mapping[str, npt.NDArray[np.float32]]) -> None:
+        if not vectors:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                self._insert_ignore(t.paper_embeddings),
+                [
+                    {"paper_id": pid, "model": model, "vector": np.asarray(v, np.float32).tobytes()}
+                    for pid, v in vectors.items()
+                ],
+            )
 
     def upvote_history(self, ids: Sequence[str]) -> dict[str, list[tuple[datetime, int]]]:
         """Every stored upvote reading of these papers, with when it was seen (for velocity)."""
