@@ -205,7 +205,7 @@ def test_collect_json_and_papers(cli: CLI, tmp_path: Path, demo_roster: Path) ->
 def test_preview_writes_gallery(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
     config = _setup(cli, tmp_path, _free_port(), demo_roster)
     cli("--config", config, "--now", NOW.isoformat(), "collect")
-    code, _, err = cli(
+    args = (
         "--config",
         config,
         "--now",
@@ -216,19 +216,10 @@ def test_preview_writes_gallery(cli: CLI, tmp_path: Path, demo_roster: Path) -> 
         "--subscriber",
         "grace@example.org",
     )
+    code, _, err = cli(*args)
     assert code == 0, err
     (tmp_path / "pv" / "notes.txt").write_text("mine")
-    code, _, err = cli(
-        "--config",
-        config,
-        "--now",
-        NOW.isoformat(),
-        "preview",
-        "--out",
-        tmp_path / "pv",
-        "--subscriber",
-        "grace@example.org",
-    )
+    code, _, err = cli(*args)
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "pv").iterdir()) == [
         ".gallery-files",

@@ -95,6 +95,17 @@ def test_replace_updates_the_paper_and_keeps_first_seen(store: Store) -> None:
     assert store.papers_since(later - timedelta(hours=1)) == []
 
 
+def _one_delivery(store: Store) -> tuple[int, dict[str, object]]:
+    """One active subscriber planned into today's edition: (edition id, their ledger row)."""
+    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
+    sub = store.subscriber(email="a@example.org")
+    assert sub is not None
+    edition = store.edition(NOW.date(), NOW)
+    store.plan_deliveries(edition, [sub.id], NOW)
+    [row] = store.deliveries(edition)
+    return edition, row
+
+
 def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
     store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
     sub = store.subscriber(email="a@example.org")
@@ -114,12 +125,7 @@ def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
 
 
 def test_interrupted_sending_rows_become_uncertain_and_keep_message_id(store: Store) -> None:
-    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
-    sub = store.subscriber(email="a@example.org")
-    assert sub is not None
-    edition = store.edition(NOW.date(), NOW)
-    store.plan_deliveries(edition, [sub.id], NOW)
-    [row] = store.deliveries(edition)
+    edition, row = _one_delivery(store)
     store.claim(row["id"], "<first@x>", [], NOW, 5)
     assert store.recover_interrupted(edition, NOW) == 1
     [row] = store.deliveries(edition)
@@ -133,12 +139,7 @@ def test_interrupted_sending_rows_become_uncertain_and_keep_message_id(store: St
 
 
 def test_release_restores_the_previous_state(store: Store) -> None:
-    store.upsert_subscriber(Subscriber(id=0, email="a@example.org"), NOW)
-    sub = store.subscriber(email="a@example.org")
-    assert sub is not None
-    edition = store.edition(NOW.date(), NOW)
-    store.plan_deliveries(edition, [sub.id], NOW)
-    [row] = store.deliveries(edition)
+    edition, row = _one_delivery(store)
     store.claim(row["id"], "<m@x>", [], NOW, 5)
     store.recover_interrupted(edition, NOW)
     assert store.claim(row["id"], "<m@x>", [], NOW, 5)
