@@ -12,6 +12,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
+from sqlalchemy.exc import OperationalError
+
 from newsletter.config import Config
 from newsletter.sources import SourceOutcome, SourceSpec, collect_one
 from newsletter.sources.fetch import DEFAULT_SPACING, Fetcher, HttpFetcher
@@ -100,10 +102,17 @@ def collect(
         outcome = collect_one(spec, fetcher, now, store.source_state(spec.name), holidays)
         row = CollectRow(outcome)
         if outcome.error is None:
-            if outcome.papers:
-                row.counts = store.merge_papers(outcome.papers, now)
-            store.save_source_state(spec.name, outcome.state, row.status, now)
-        else:
+            try:
+                if outcome.papers:
+                    row.counts = store.merge_papers(outcome.papers, now)
+                store.save_source_state(spec.name, outcome.state, row.status, now)
+            except OperationalError:
+                raise  # the database itself is unusable (locked, full): stop the run
+            except Exception as exc:
+                # data the store cannot hold: this source's merge rolled back, the others go on
+                outcome.error = f"source {spec.name!r}: could not be stored ({exc})"[:300]
+                outcome.papers, row.counts = [], MergeCounts()
+        if outcome.error is not None:
             store.source_failed(spec.name, outcome.error, now)
         log.info(
             "source %s: %s, %d parsed, %d new, %d updated%s",

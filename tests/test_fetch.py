@@ -362,3 +362,41 @@ def test_hf_daily_fetches_each_day_once_per_paper(
         "Only 2026-11-23",
         "Only 2026-11-24",
     ]
+
+
+def test_data_the_store_cannot_hold_fails_that_source_only(
+    tmp_path: Path, fetcher: HttpFetcher
+) -> None:
+    huge = tmp_path / "huge.xml"  # a version number no INTEGER column holds
+    huge.write_bytes(
+        b'<?xml version="1.0"?><rss xmlns:arxiv="http://arxiv.org/schemas/atom" version="2.0">'
+        b"<channel><title>t</title><item><title>Odd</title>"
+        b"<link>https://arxiv.org/abs/2611.00001</link>"
+        b'<guid isPermaLink="false">oai:arXiv.org:2611.00001v99999999999999999999999</guid>'
+        b"<description>arXiv:2611.00001v9 Announce Type: new Abstract: x</description>"
+        b"</item></channel></rss>"
+    )
+    daily = tmp_path / "daily.json"
+    daily.write_text(
+        '[{"paper": {"id": "2611.00002", "title": "Big", "upvotes": 100000000000000000000}}]'
+    )
+    good = tmp_path / "good.xml"
+    good.write_bytes(RSS)
+    store = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    rows = collect(
+        store,
+        [
+            SourceSpec("huge", "arxiv-rss", str(huge)),
+            SourceSpec("hf", "hf-daily", str(daily)),
+            SourceSpec("good", "feed", str(good)),
+        ],
+        fetcher,
+        NOW,
+    )
+    assert rows[0].outcome.error is not None and "could not be stored" in rows[0].outcome.error
+    assert rows[1].outcome.error is None  # an absurd count is dropped, the paper kept
+    [kept] = rows[1].outcome.papers
+    assert kept.signals.upvotes is None
+    assert rows[2].outcome.error is None and rows[2].counts.new == 2
+    assert store.counts()["papers"] == 3
+    store.close()

@@ -114,3 +114,32 @@ def test_collect_reports_the_calendar_case(
     assert got == code
     assert row["status"] == status
     assert bool(row["warnings"]) == (status != "nothing, as expected today")
+
+
+def test_a_stale_feed_stays_stale_until_its_items_change() -> None:
+    from newsletter.models import Paper
+    from newsletter.sources import SourceSpec, SourceState, collect_one, items_hash
+    from newsletter.sources.fetch import FetchResult
+
+    monday_items = [Paper("2611.00001", "One", "cl", version=1)]
+
+    class Same:
+        def fetch(self, location: str, validators: object = None) -> FetchResult:
+            return FetchResult(
+                b'<?xml version="1.0"?><rss xmlns:arxiv="http://arxiv.org/schemas/atom" '
+                b'version="2.0"><channel><title>t</title><item><title>One</title>'
+                b'<guid isPermaLink="false">oai:arXiv.org:2611.00001v1</guid>'
+                b"<description>arXiv:2611.00001v1 Announce Type: new Abstract: x</description>"
+                b"</item></channel></rss>"
+            )
+
+    spec = SourceSpec("cl", "arxiv-rss", "x")
+    state = SourceState(
+        items_hash=items_hash(monday_items),
+        announcement_at=previous_announcement(utc(2026, 11, 24, 12), HOLIDAYS),
+    )
+    later = utc(2026, 11, 25, 1, 5)  # Tuesday 20:05 Eastern: a new announcement is out
+    first = collect_one(spec, Same(), later, state, HOLIDAYS)
+    assert first.day is FeedDay.STALE and first.state is not None
+    again = collect_one(spec, Same(), utc(2026, 11, 25, 1, 35), first.state, HOLIDAYS)
+    assert again.day is FeedDay.STALE

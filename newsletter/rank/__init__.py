@@ -9,6 +9,7 @@ belongs at all (the threshold); relevance, trending and recency, weighted, order
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ import numpy.typing as npt
 from newsletter.models import DigestItem, StoredPaper, Subscriber, Topic
 from newsletter.rank.reasons import reasons
 from newsletter.rank.relevance import Boosts, PaperIndex, topic_relevance
-from newsletter.rank.select import leading, select
+from newsletter.rank.select import leading, select, topic_extras
 from newsletter.rank.semantic import Encoder
 from newsletter.rank.trending import Reading, TrendWeights, recency, trending
 
@@ -240,8 +241,13 @@ class Ranker:
         if self.profile_count and depth:
             lead = leading(self._final, depth)
             np.put_along_axis(position, lead, np.arange(depth, dtype=np.int32)[None, :], axis=1)
+        cap = max(1, math.ceil(self.settings.max_topic_share * max_papers))
+        extras = topic_extras(self._final, self._best, self._topic_count, cap)
+        in_extras = np.zeros((self.profile_count, n_papers), dtype=bool)
+        for r, row_extras in enumerate(extras):
+            in_extras[r, row_extras[row_extras >= 0]] = True
         relevant = (
-            position[profile_of[si], ci] < width + per_sub[si]
+            (position[profile_of[si], ci] < width + per_sub[si]) | in_extras[profile_of[si], ci]
             if len(si)
             else np.zeros(0, dtype=bool)
         )
@@ -271,6 +277,7 @@ class Ranker:
             self._topic_count,
             rows,
             sent_cols,
+            extras,
             self.similarity,
             max_papers,
             self.settings.diversity,

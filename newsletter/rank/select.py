@@ -27,6 +27,7 @@ def select(
     topic_count: IntArray,  # per profile: how many topics it follows
     profile_of: IntArray,  # per subscriber: its profile row
     sent: Sequence[Sequence[int]],  # per subscriber: paper columns already sent
+    extras: npt.NDArray[np.int64],  # profiles x E: each followed topic's best, -1 padded
     similarity: FloatArray,  # papers x papers
     k: int,
     diversity: float,
@@ -59,9 +60,17 @@ def select(
             gone = np.take_along_axis(drop, keep, axis=1)
         else:
             cand, gone = full[:, :width], np.zeros((n, min(width, full.shape[1])), dtype=bool)
+        if extras.shape[1]:  # so the topic cap can be met from below the window
+            ex = extras[prof]
+            dup = (ex < 0) | (ex[:, :, None] == cand[:, None, :]).any(axis=2)
+            if most_sent:
+                dup |= (ex[:, :, None] == pad[:, None, :]).any(axis=2)
+            cand = np.concatenate([cand, np.where(ex < 0, 0, ex)], axis=1)
+            gone = np.concatenate([gone, dup], axis=1)
         cs = np.where(gone, -np.inf, scores[prof[:, None], cand]).astype(np.float32)
         valid = np.isfinite(cs)
-        top = np.where(valid[:, :1], cs[:, :1], 1.0)
+        top = np.where(valid, cs, -np.inf).max(axis=1, keepdims=True)
+        top = np.where(np.isfinite(top), top, 1.0)
         rel = np.where(valid, cs / np.where(top > 0, top, 1.0), 0.0).astype(np.float32)
         ctopic = best_topic[prof[:, None], cand].astype(np.int64) + 1
         sims = similarity[cand[:, :, None], cand[:, None, :]]
@@ -90,15 +99,39 @@ def select(
 
 
 def leading(scores: FloatArray, width: int) -> npt.NDArray[np.int64]:
-    """Per row, the ``width`` best columns in descending score order."""
+    """Per row, the ``width`` best columns in descending score order, ties by column.
+
+    Deterministic on purpose: which sent papers can change a pick is decided from this
+    order, and the picks are made from a prefix of the same order.
+    """
     n_papers = scores.shape[1]
-    width = min(width, n_papers)
-    if width < n_papers:
-        part = np.argpartition(-scores, width - 1, axis=1)[:, :width]
-    else:
-        part = np.tile(np.arange(n_papers), (scores.shape[0], 1))
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1).astype(np.int64)
+    cols = np.broadcast_to(np.arange(n_papers), scores.shape)
+    order = np.lexsort((cols, -scores), axis=1)
+    return order[:, : min(width, n_papers)].astype(np.int64)
+
+
+def topic_extras(
+    scores: FloatArray, best_topic: npt.NDArray[np.int16], topic_count: IntArray, per_topic: int
+) -> npt.NDArray[np.int64]:
+    """For profiles following several topics, each topic's ``per_topic`` best eligible papers,
+    so a digest's topic cap can be met even when one topic fills the top of the list."""
+    rows: list[list[int]] = []
+    for r in range(scores.shape[0]):
+        out: list[int] = []
+        if topic_count[r] >= 2:
+            eligible = np.isfinite(scores[r])
+            for t in np.unique(best_topic[r][eligible]).tolist():
+                if t < 0:
+                    continue
+                cols = np.flatnonzero(eligible & (best_topic[r] == t))
+                order = np.lexsort((cols, -scores[r][cols]))[:per_topic]
+                out.extend(int(c) for c in cols[order])
+        rows.append(out)
+    width = max((len(x) for x in rows), default=0)
+    extras = np.full((scores.shape[0], width), -1, dtype=np.int64)
+    for r, cols_r in enumerate(rows):
+        extras[r, : len(cols_r)] = cols_r
+    return extras
 
 
 def sent_columns(

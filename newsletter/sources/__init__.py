@@ -120,11 +120,14 @@ def _collect(
                 previous_hash=state.items_hash,
                 previous_announcement_at=state.announcement_at,
             )
-            out.state = replace(
-                out.state or state,
-                items_hash=digest,
-                announcement_at=previous_announcement(now, holidays),
+            # a stale feed stays stale until the items change: keep the announcement the
+            # items were first seen under, so the next fetch is judged against it too
+            seen_under = (
+                state.announcement_at
+                if out.day is FeedDay.STALE
+                else previous_announcement(now, holidays)
             )
+            out.state = replace(out.state or state, items_hash=digest, announcement_at=seen_under)
         return parsed
     if spec.kind == "feed":
         return _single(spec, fetcher, state, out, feed.parse)

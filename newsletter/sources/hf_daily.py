@@ -27,8 +27,12 @@ if TYPE_CHECKING:
     from newsletter.sources import SourceOutcome, SourceSpec
 
 
+MAX_COUNT = 2**31 - 1  # a count past this is not a real reading (and would not fit the store)
+
+
 def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+    ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+    return value if ok else None  # type: ignore[return-value]
 
 
 def _pick(paper: dict[str, Any], item: dict[str, Any], key: str) -> Any:
