@@ -3,9 +3,10 @@
     .venv/bin/python bench/rank_scale.py [--subscribers N] [--papers P] [--topics T]
 
 Reports the time to build the per-edition state (index, topic relevance, similarity), the
-time to pick every subscriber's digest (history and diversity included), the same as a ratio
-to a bare numpy product of the subscriber-by-topic and topic-by-paper matrices of the same
-shapes in the same run, and peak memory.
+time to pick every subscriber's digest (history and diversity included; the median of
+``--repeat`` runs, as timings on this machine vary by up to 2x), the same as a ratio to a
+bare numpy product of the subscriber-by-topic and topic-by-paper matrices of the same shapes
+in the same run, and peak memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import random
 import resource
+import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--papers", type=int, default=1000)
     parser.add_argument("--topics", type=int, default=20)
     parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
     rng = random.Random(11)
     now = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -88,18 +91,24 @@ def main() -> None:
     ranker = Ranker(papers, topics, RankSettings(), now)
     _ = ranker.similarity
     build_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    result = ranker.rank(subs, history, args.k)
-    rank_s = time.perf_counter() - t0
+    runs = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        result = ranker.rank(subs, history, args.k)
+        runs.append(time.perf_counter() - t0)
+    rank_s = statistics.median(runs)
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     a = np.zeros((args.subscribers, args.topics), dtype=np.float32)
     for i, s in enumerate(subs):
         a[i, [tids.index(t) for t in s.topics]] = 1.0
     r = ranker.topic_matrix.astype(np.float32)
-    t0 = time.perf_counter()
-    _ = a @ r
-    matmul_s = time.perf_counter() - t0
+    products = []
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        _ = a @ r
+        products.append(time.perf_counter() - t0)
+    matmul_s = statistics.median(products)
 
     sample = result.items(subs[0].id)
     print(
@@ -107,7 +116,10 @@ def main() -> None:
         f"top {args.k}; {ranker.profile_count} distinct profiles, {ranker.groups} groups"
     )
     print(f"per-edition build        {build_s:.2f} s (index, topic relevance, similarity)")
-    print(f"rank every subscriber    {rank_s:.2f} s")
+    print(
+        f"rank every subscriber    {rank_s:.2f} s median of {args.repeat} "
+        f"(min {min(runs):.2f}, max {max(runs):.2f})"
+    )
     print(
         f"bare numpy product       {matmul_s:.3f} s ({args.subscribers}x{args.topics} @ "
         f"{args.topics}x{args.papers})"

@@ -95,6 +95,7 @@ class Ranker:
         self._rel = np.zeros((0, n), dtype=np.float32)
         self._best = np.zeros((0, n), dtype=np.int16)  # the topic that made it relevant
         self._topic_count = np.zeros(0, dtype=np.int32)
+        self._follows = np.zeros((0, len(self.topic_ids)), dtype=bool)
         self.groups = 0
 
     @property
@@ -187,6 +188,7 @@ class Ranker:
         self._final = np.concatenate([self._final, final.astype(np.float32)])
         self._rel = np.concatenate([self._rel, rel])
         self._best = np.concatenate([self._best, best])
+        self._follows = np.concatenate([self._follows, follows])
         self._topic_count = np.concatenate(
             [self._topic_count, follows.sum(axis=1).astype(np.int32)]
         )
@@ -237,15 +239,14 @@ class Ranker:
         per_sub = np.bincount(si, minlength=n_subs) if len(si) else np.zeros(n_subs, np.int64)
         width = min(n_papers, max(3 * max_papers, max_papers + 5))
         depth = min(n_papers, width + int(per_sub.max(initial=0)))
-        position = np.full((self.profile_count, n_papers), n_papers, dtype=np.int32)
-        if self.profile_count and depth:
-            lead = leading(self._final, depth)
-            np.put_along_axis(position, lead, np.arange(depth, dtype=np.int32)[None, :], axis=1)
+        order = leading(self._final, n_papers)  # one total order per profile, ties by column
+        position = np.empty((self.profile_count, n_papers), dtype=np.int32)
+        np.put_along_axis(position, order, np.arange(n_papers, dtype=np.int32)[None, :], axis=1)
         cap = max(1, math.ceil(self.settings.max_topic_share * max_papers))
-        extras = topic_extras(self._final, self._best, self._topic_count, cap)
+        extras = topic_extras(self._final, self._best, self._follows, cap, order)
         in_extras = np.zeros((self.profile_count, n_papers), dtype=bool)
-        for r, row_extras in enumerate(extras):
-            in_extras[r, row_extras[row_extras >= 0]] = True
+        er, ec = np.nonzero(extras >= 0)
+        in_extras[er, extras[er, ec]] = True
         relevant = (
             (position[profile_of[si], ci] < width + per_sub[si]) | in_extras[profile_of[si], ci]
             if len(si)
@@ -282,6 +283,7 @@ class Ranker:
             max_papers,
             self.settings.diversity,
             self.settings.max_topic_share,
+            order[:, :depth],
         )
         self.groups = len(groups)
         index = {s.id: i for i, s in enumerate(subscribers)}

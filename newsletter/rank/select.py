@@ -10,7 +10,7 @@ subscribers times papers; the only loops are over chunks and over the digest's s
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ def select(
     k: int,
     diversity: float,
     max_topic_share: float,
+    order: npt.NDArray[np.int64] | None = None,  # profiles x depth: ``leading(scores, ...)``
 ) -> IntArray:
     """Subscribers x k paper columns in digest order, -1 where nothing more qualifies."""
     n_subs, n_papers = len(profile_of), scores.shape[1]
@@ -44,7 +45,12 @@ def select(
     width = min(n_papers, max(3 * k, k + 5))
     # each profile's leading papers, best first, once; a row then only drops what it was sent
     most_sent = max((len(x) for x in sent), default=0)
-    lead = leading(scores, width + most_sent)
+    depth = width + most_sent
+    lead = (
+        order[:, :depth]
+        if order is not None and order.shape[1] >= min(depth, n_papers)
+        else leading(scores, depth)
+    )
     for start in range(0, n_subs, CHUNK):
         prof = profile_of[start : start + CHUNK]
         n = len(prof)
@@ -111,31 +117,30 @@ def leading(scores: FloatArray, width: int) -> npt.NDArray[np.int64]:
 
 
 def topic_extras(
-    scores: FloatArray, best_topic: npt.NDArray[np.int16], topic_count: IntArray, per_topic: int
+    scores: FloatArray,
+    best_topic: npt.NDArray[np.int16],
+    follows: npt.NDArray[np.bool_],
+    per_topic: int,
+    order: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.int64]:
-    """For profiles following several topics, each topic's ``per_topic`` best eligible papers,
-    so a digest's topic cap can be met even when one topic fills the top of the list."""
-    rows: list[list[int]] = []
-    for r in range(scores.shape[0]):
-        out: list[int] = []
-        if topic_count[r] >= 2:
-            eligible = np.isfinite(scores[r])
-            for t in np.unique(best_topic[r][eligible]).tolist():
-                if t < 0:
-                    continue
-                cols = np.flatnonzero(eligible & (best_topic[r] == t))
-                order = np.lexsort((cols, -scores[r][cols]))[:per_topic]
-                out.extend(int(c) for c in cols[order])
-        rows.append(out)
-    width = max((len(x) for x in rows), default=0)
-    extras = np.full((scores.shape[0], width), -1, dtype=np.int64)
-    for r, cols_r in enumerate(rows):
-        extras[r, : len(cols_r)] = cols_r
-    return extras
-
-
-def sent_columns(
-    subscriber_ids: Sequence[int], history: Mapping[int, set[str]], column: Mapping[str, int]
-) -> list[list[int]]:
-    """Per subscriber, the candidate columns of papers already sent to them."""
-    return [[column[p] for p in history.get(sid, ()) if p in column] for sid in subscriber_ids]
+    """For profiles following several topics, each topic's ``per_topic`` best eligible papers
+    (in the one ``order``), so a digest's topic cap can be met even when one topic fills the
+    top of the list. Vectorised per topic over the profiles that follow it."""
+    n_rows = scores.shape[0]
+    keep = np.zeros(order.shape, dtype=bool)
+    several = follows.sum(axis=1) >= 2
+    for t in range(follows.shape[1]):
+        rows = np.flatnonzero(follows[:, t] & several)
+        if not len(rows):
+            continue
+        o = order[rows]
+        hits = (np.take_along_axis(best_topic[rows], o, axis=1) == t) & np.isfinite(
+            np.take_along_axis(scores[rows], o, axis=1)
+        )
+        keep[rows] |= hits & (np.cumsum(hits, axis=1) <= per_topic)
+    width = int(keep.sum(axis=1).max(initial=0))
+    if width == 0:
+        return np.zeros((n_rows, 0), dtype=np.int64)
+    first = np.argsort(~keep, axis=1, kind="stable")[:, :width]
+    picked = np.take_along_axis(order, first, axis=1)
+    return np.where(np.take_along_axis(keep, first, axis=1), picked, -1).astype(np.int64)
