@@ -19,10 +19,11 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from newsletter.collect import collect, source_specs
 from newsletter.deliver import SMTPSender
 from newsletter.demo import demo_config
 from newsletter.models import Subscriber
-from newsletter.pipeline import collect, preview, send_edition, source_specs
+from newsletter.pipeline import preview, send_edition
 from newsletter.smtp_server import LocalSMTPServer
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store

@@ -11,8 +11,8 @@ from email import message_from_bytes, policy
 from pathlib import Path
 
 import pytest
-from conftest import CLI, NOW, write_config
 
+from conftest import CLI, NOW, write_config
 from newsletter.smtp_server import LocalSMTPServer
 
 

@@ -13,8 +13,8 @@ from email import message_from_bytes
 from pathlib import Path
 
 import pytest
-from conftest import NOW, SECRET, write_config
 
+from conftest import NOW, SECRET, write_config
 from newsletter.collect import collect, source_specs
 from newsletter.config import Config, load_config
 from newsletter.deliver import SMTPSender

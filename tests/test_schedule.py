@@ -6,8 +6,8 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from conftest import CLI
 
+from conftest import CLI
 from newsletter.schedule import (
     FeedDay,
     classify,

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import NOW
 
+from conftest import NOW
 from newsletter.models import Paper, Subscriber, Topic
 from newsletter.pipeline import embed_candidates
 from newsletter.rank import Ranker, RankSettings

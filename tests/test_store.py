@@ -8,9 +8,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from conftest import NOW
 from sqlalchemy import inspect
 
+from conftest import NOW
 from newsletter.models import DeliveryStatus, Paper, Signals, Subscriber, SubscriberStatus
 from newsletter.store import Store
 from newsletter.store import schema as t
