@@ -161,6 +161,10 @@ class DigestSection(_Strict):
     max_papers: int = Field(default=10, ge=1, le=100)
     lookback_days: int = Field(default=7, ge=1, le=365)
     send_empty: bool = False
+    layout: Literal["ranked", "topics"] = "ranked"
+    subject: str = Field(
+        default="{{ top }}{% if more %} + {{ more }} more{% endif %}", min_length=1, max_length=500
+    )
 
 
 class RankingSection(_Strict):

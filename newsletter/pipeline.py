@@ -113,9 +113,16 @@ class Edition:
     def renderer(self) -> Renderer:
         if self._renderer is None:
             nl = self.config.newsletter
-            self._renderer = Renderer(
-                Branding(nl.name, nl.base_url, nl.postal_address), self.config.templates_dir()
+            d = self.config.digest
+            branding = Branding(
+                nl.name,
+                nl.base_url,
+                nl.postal_address,
+                {t.id: t.name for t in self.config.topics},
+                d.layout,
+                d.subject,
             )
+            self._renderer = Renderer(branding, self.config.templates_dir())
         return self._renderer
 
     def rank(self, subscribers: Sequence[Subscriber]) -> RankResult:
@@ -133,6 +140,7 @@ class Edition:
         return Links(
             unsubscribe=f"{base}/unsubscribe/{signer.make('unsubscribe', subscriber.id)}",
             archive=f"{base}/archive/{self.date}/{signer.make('archive', subscriber.id)}",
+            preferences=f"{base}/preferences/{signer.make('preferences', subscriber.id)}",
         )
 
     def compose(

@@ -1,14 +1,16 @@
-"""Render a digest to subject, HTML and text.
+"""Render a digest (or a confirmation) to subject, HTML and text.
 
 MJML is compiled once per template per process into a Jinja template; only Jinja runs per
-subscriber. Templates come from the operator's folder first, the packaged ones second.
-Feed text is escaped by autoescape; undefined names fail loudly (StrictUndefined).
+subscriber. ``<mj-include path="..."/>`` partials are expanded before compiling, from the same
+layered folders as the templates: the operator's ``templates_dir`` first, the packaged ones
+second, file by file. Feed text is escaped by autoescape; undefined names fail loudly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,12 @@ from newsletter.resources import bundled
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
+CONFIRM_HTML = "confirm.mjml.j2"
+CONFIRM_TEXT = "confirm.txt.j2"
 HTML_BUDGET = 100 * 1024
+DEFAULT_SUBJECT = "{{ top }}{% if more %} + {{ more }} more{% endif %}"
+
+_INCLUDE = re.compile(r"<mj-include\s+path=\"([^\"]+)\"\s*/>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,15 +37,19 @@ class Links:
 
     unsubscribe: str
     archive: str
+    preferences: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class Branding:
-    """Per-list values every email shows."""
+    """Per-list values every email shows, and how the digest is laid out."""
 
     name: str
     base_url: str
     postal_address: str = ""
+    topic_names: Mapping[str, str] = field(default_factory=dict)
+    layout: str = "ranked"  # or "topics": grouped under each topic's name
+    subject: str = DEFAULT_SUBJECT
 
 
 def shorten_authors(authors: Sequence[str]) -> str:
@@ -48,22 +59,12 @@ def shorten_authors(authors: Sequence[str]) -> str:
 
 
 def one_line(item: DigestItem, limit: int = 300) -> str:
+    """The AI summary when there is one, else the abstract cut at a word boundary."""
     text = item.paper.summary or item.paper.abstract
     if len(text) <= limit:
         return text
     cut = text[:limit]
     return cut[: cut.rfind(" ")] + "…" if " " in cut else cut + "…"
-
-
-def subject_for(name: str, digest: Digest) -> str:
-    items = digest.items
-    if not items:
-        return f"{name}: nothing new today"
-    top = items[0].paper.title
-    if len(top) > 80:
-        top = top[:77].rstrip() + "…"
-    more = f" + {len(items) - 1} more" if len(items) > 1 else ""
-    return f"{top}{more}"
 
 
 class Renderer:
@@ -73,29 +74,45 @@ class Renderer:
         self.branding = branding
         search = [str(templates_dir)] if templates_dir else []
         search.append(str(bundled("templates")))
-        loader = jinja2.FileSystemLoader(search)
+        self._loader = jinja2.FileSystemLoader(search)
         self._html_env = jinja2.Environment(
-            loader=loader, autoescape=True, undefined=jinja2.StrictUndefined
+            loader=self._loader, autoescape=True, undefined=jinja2.StrictUndefined
         )
         self._text_env = jinja2.Environment(
-            loader=loader,
+            loader=self._loader,
             autoescape=False,
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
-        self._html = self._compile_mjml(loader)
+        self._html = self.compile_mjml(HTML_TEMPLATE)
+        self._text = self._text_template(TEXT_TEMPLATE)
         try:
-            self._text = self._text_env.get_template(TEXT_TEMPLATE)
-        except jinja2.TemplateError as exc:
-            raise TemplateError(f"template {TEXT_TEMPLATE}: {exc}") from None
+            self._subject = self._text_env.from_string(branding.subject)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(f"digest.subject: {exc.message}") from None
+        self._confirm: tuple[jinja2.Template, jinja2.Template] | None = None
 
-    def _compile_mjml(self, loader: jinja2.FileSystemLoader) -> jinja2.Template:
+    # ---- compiling, once ------------------------------------------------------------------
+
+    def _source(self, name: str) -> tuple[str, str]:
         try:
-            source, filename, _ = loader.get_source(self._html_env, HTML_TEMPLATE)
+            source, filename, _ = self._loader.get_source(self._html_env, name)
         except jinja2.TemplateNotFound:
-            raise TemplateError(f"template {HTML_TEMPLATE} not found") from None
+            raise TemplateError(f"template {name} not found") from None
+        return source, filename or name
+
+    def _expand(self, source: str, depth: int = 0) -> str:
+        if depth > 5:
+            raise TemplateError("mj-include nested more than 5 deep (a loop?)")
+        return _INCLUDE.sub(lambda m: self._expand(self._source(m.group(1))[0], depth + 1), source)
+
+    def compile_mjml(self, name: str) -> jinja2.Template:
+        """MJML (partials expanded) -> HTML with the Jinja tags intact -> a Jinja template."""
+        source, filename = self._source(name)
         try:
-            compiled = mjml2html(source)
+            compiled = mjml2html(self._expand(source))
+        except TemplateError:
+            raise
         except Exception as exc:  # mrml raises its own error types
             raise TemplateError(f"template {filename}: MJML does not compile: {exc}") from None
         try:
@@ -103,62 +120,184 @@ class Renderer:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {filename}: line {exc.lineno}: {exc.message}") from None
 
-    def context(self, digest: Digest, links: Links, cards: int | None = None) -> dict[str, Any]:
-        """Template values; items past ``cards`` are listed as plain links (size budget)."""
-        shown = digest.items if cards is None else digest.items[:cards]
-        items = [
-            {
-                "title": it.paper.title,
-                "url": it.paper.url,
-                "pdf_url": it.paper.pdf_url,
-                "code_url": it.paper.code_url,
-                "project_url": it.paper.project_url,
-                "authors": shorten_authors(it.paper.authors),
-                "summary": one_line(it),
-                "categories": ", ".join(it.paper.categories[:3]),
-                "upvotes": it.paper.signals.upvotes,
-                "stars": it.paper.signals.stars,
-                "reasons": "; ".join(it.reasons),
-            }
-            for it in shown
+    def _text_template(self, name: str) -> jinja2.Template:
+        try:
+            return self._text_env.get_template(name)
+        except jinja2.TemplateError as exc:
+            raise TemplateError(f"template {name}: {exc}") from None
+
+    # ---- per subscriber ------------------------------------------------------------------
+
+    def _intro(self, digest: Digest) -> str:
+        """ "9 papers for Speech, Vision": the topics in the order they first appear."""
+        n = len(digest.items)
+        if not n:
+            return "nothing new today"
+        topic_names = self.branding.topic_names
+        names = dict.fromkeys(
+            topic_names[t]
+            for t in (i.topic_id for i in digest.items)
+            if t is not None and t in topic_names
+        )
+        papers = f"{n} paper{'s' if n != 1 else ''}"
+        return f"{papers} for {', '.join(names)}" if names else f"{papers} picked for you"
+
+    def context(
+        self, digest: Digest, links: Links, full: int | None = None, compact: int | None = None
+    ) -> dict[str, Any]:
+        """Template values. The first ``full`` items are full cards, the next ``compact``
+        compact ones (title, authors, badges), the rest plain links: the size budget."""
+        items = digest.items
+        n_full = len(items) if full is None else min(full, len(items))
+        n_cards = len(items) if compact is None else min(len(items), n_full + compact)
+        refs: list[str] = []
+
+        def ref(url: str | None) -> str:
+            if not url:
+                return ""
+            refs.append(f"[{len(refs) + 1}] {url}")
+            return f"[{len(refs)}]"
+
+        cards = []
+        for number, it in enumerate(items[:n_cards], start=1):
+            p = it.paper
+            parts = [
+                f"{label} {ref(url)}"
+                for label, url in (
+                    ("Abstract", p.url),
+                    ("PDF", p.pdf_url),
+                    ("Code", p.code_url),
+                    ("Project", p.project_url),
+                )
+                if url
+            ]
+            byline = shorten_authors(p.authors)
+            badges = [
+                f"{p.signals.upvotes} upvotes" if p.signals.upvotes else "",
+                f"{p.signals.stars} stars" if p.signals.stars else "",
+            ]
+            cards.append(
+                {
+                    "number": number,
+                    "full": number <= n_full,
+                    "title": p.title,
+                    "url": p.url,
+                    "pdf_url": p.pdf_url,
+                    "code_url": p.code_url,
+                    "project_url": p.project_url,
+                    "authors": byline,
+                    "summary": one_line(it) if number <= n_full else "",
+                    "categories": ", ".join(p.categories[:3]),
+                    "upvotes": p.signals.upvotes,
+                    "stars": p.signals.stars,
+                    "reasons": "; ".join(it.reasons),
+                    "topic": it.topic_id,
+                    "byline": " · ".join(x for x in (byline, *badges) if x),
+                    "refs": " · ".join(parts),
+                }
+            )
+        more = [
+            {"title": it.paper.title, "url": it.paper.url, "ref": ref(it.paper.url)}
+            for it in items[n_cards:]
         ]
-        more = [{"title": it.paper.title, "url": it.paper.url} for it in digest.items[len(shown) :]]
+        groups: list[dict[str, Any]]
+        if self.branding.layout == "topics":
+            grouped: dict[str | None, list[dict[str, Any]]] = {}
+            for card, it in zip(cards, items, strict=False):
+                grouped.setdefault(it.topic_id, []).append(card)
+            groups = [
+                {"name": self.branding.topic_names.get(t or "", "Also for you"), "cards": group}
+                for t, group in grouped.items()
+            ]
+        else:
+            groups = [{"name": "", "cards": cards}]
+        intro = self._intro(digest)
+        top = items[0].paper.title if items else ""
         return {
             "name": self.branding.name,
             "base_url": self.branding.base_url,
             "postal_address": self.branding.postal_address,
             "edition_date": digest.edition_date.strftime("%A %-d %B %Y"),
             "subscriber_name": digest.subscriber.name,
-            "items": items,
+            "intro": intro,
+            "preheader": f"{intro}: {top}" if top else intro,
+            "groups": groups,
+            "items": cards,
             "more": more,
-            "count": len(digest.items),
+            "count": len(items),
             "unsubscribe_url": links.unsubscribe,
             "archive_url": links.archive,
+            "preferences_url": links.preferences or links.unsubscribe,
+            "archive_ref": ref(links.archive),
+            "preferences_ref": ref(links.preferences),
+            "unsubscribe_ref": ref(links.unsubscribe),
+            "links": refs,
         }
 
-    def _html_for(self, digest: Digest, links: Links, cards: int | None) -> str:
-        return self._html.render(self.context(digest, links, cards))
+    def subject(self, digest: Digest) -> str:
+        items = digest.items
+        top = items[0].paper.title if items else ""
+        if len(top) > 80:
+            top = top[:77].rstrip() + "…"
+        if not items:
+            return f"{self.branding.name}: nothing new today"
+        return self._subject.render(
+            top=top,
+            more=len(items) - 1,
+            count=len(items),
+            name=self.branding.name,
+            date=digest.edition_date.isoformat(),
+        ).strip()
 
     def render(self, digest: Digest, links: Links) -> RenderedEmail:
         """Subject, HTML and text; the HTML stays under ``HTML_BUDGET`` (Gmail clips past it)."""
         try:
-            html = self._html_for(digest, links, None)
+            html = self._html.render(self.context(digest, links))
             if len(html.encode()) > HTML_BUDGET:
                 html = self._fit(digest, links)
             text = self._text.render(self.context(digest, links))
+            subject = self.subject(digest)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"rendering failed: {exc}") from None
-        return RenderedEmail(subject=subject_for(self.branding.name, digest), html=html, text=text)
+        return RenderedEmail(subject=subject, html=html, text=text)
 
     def _fit(self, digest: Digest, links: Links) -> str:
-        """Most full cards that fit the budget, the rest as links (binary search on the count)."""
-        lo, hi = 0, len(digest.items) - 1
-        best = self._html_for(digest, links, 0)
-        while lo <= hi:
-            mid = (lo + hi) // 2
-            html = self._html_for(digest, links, mid)
-            if len(html.encode()) <= HTML_BUDGET:
-                best, lo = html, mid + 1
-            else:
-                hi = mid - 1
-        return best
+        """Most full cards that fit, then compact cards, then the rest as links."""
+
+        def html(full: int, compact: int) -> str:
+            return str(self._html.render(self.context(digest, links, full, compact)))
+
+        n = len(digest.items)
+        full = _most(lambda f: html(f, n - f), n)  # full cards, the rest compact
+        if full >= 0:
+            return html(full, n - full)
+        compact = max(0, _most(lambda c: html(0, c), n))  # compact cards, the rest links
+        return html(0, compact)
+
+    def render_confirmation(self, confirm_url: str) -> RenderedEmail:
+        """The double opt-in email: no text from the sign-up form, only our own words."""
+        if self._confirm is None:
+            self._confirm = (self.compile_mjml(CONFIRM_HTML), self._text_template(CONFIRM_TEXT))
+        html_t, text_t = self._confirm
+        values = {
+            "name": self.branding.name,
+            "confirm_url": confirm_url,
+            "postal_address": self.branding.postal_address,
+        }
+        return RenderedEmail(
+            subject=f"Confirm your subscription to {self.branding.name}",
+            html=html_t.render(values),
+            text=text_t.render(values),
+        )
+
+
+def _most(render: Any, n: int) -> int:
+    """The largest k in [0, n] whose rendering fits the budget (binary search), or -1."""
+    lo, hi, best = 0, n, -1
+    while lo <= hi:
+        mid = (lo + hi) // 2
+        if len(render(mid).encode()) <= HTML_BUDGET:
+            best, lo = mid, mid + 1
+        else:
+            hi = mid - 1
+    return best

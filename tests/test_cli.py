@@ -71,7 +71,7 @@ def test_send_delivers_once_per_edition(
 def _paper_ids(data: bytes) -> set[str]:
     msg = message_from_bytes(data, policy=policy.default)
     text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    return set(re.findall(r"Abstract: https://arxiv.org/abs/(\S+)", text))
+    return set(re.findall(r"\] https://arxiv.org/abs/(\S+)", text))  # the numbered links
 
 
 def test_paper_sent_yesterday_is_not_sent_today(

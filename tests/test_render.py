@@ -20,6 +20,7 @@ GOLDEN = Path(__file__).parent / "golden"
 LINKS = Links(
     unsubscribe="https://d.example/unsubscribe/TOKEN",
     archive="https://d.example/archive/2026-11-24/TOKEN",
+    preferences="https://d.example/preferences/TOKEN",
 )
 BRAND = Branding("Golden Digest", "https://d.example", "1 Example Street")
 
@@ -113,8 +114,8 @@ def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
     assert "<script>alert(1)</script>" in email.text  # plain text stays plain text
 
 
-def test_thirty_papers_stay_under_the_clip_budget(renderer: Renderer) -> None:
-    papers = [
+def _many(n: int) -> list[StoredPaper]:
+    return [
         _paper(
             f"2611.{i:05d}",
             f"Paper number {i} " + "word " * 20,
@@ -122,15 +123,25 @@ def test_thirty_papers_stay_under_the_clip_budget(renderer: Renderer) -> None:
             signals=Signals(upvotes=i, stars=i),
             code_url="https://github.com/x/y",
         )
-        for i in range(30)
+        for i in range(n)
     ]
+
+
+@pytest.mark.parametrize("n", [30, 100])
+def test_big_digests_stay_under_the_clip_budget(renderer: Renderer, n: int) -> None:
+    papers = _many(n)
     email = renderer.render(_digest(*papers), LINKS)
     assert len(email.html.encode()) <= HTML_BUDGET
-    assert LINKS.unsubscribe in email.html
-    # what did not fit as a card is still there, as a link, never clipped
-    assert "more for you" in email.html
+    assert LINKS.unsubscribe in email.html and LINKS.preferences in email.html
+    # every paper is still there, as a full card, a compact card or a link: never clipped
     for p in papers:
         assert f'href="{p.url}"' in email.html
+    full = email.html.count(">Why: ")
+    assert full < n  # the budget made cards compact, best first stay full where they fit
+    if n == 30:
+        assert full > 0
+    if n == 100:
+        assert "more on the web" in email.html
 
 
 @pytest.mark.parametrize(
