@@ -20,6 +20,7 @@ from mjml import mjml2html
 from newsletter.errors import TemplateError
 from newsletter.models import Digest, DigestItem, RenderedEmail
 from newsletter.resources import bundled
+from newsletter.sources.text import safe_url
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -161,13 +162,16 @@ class Renderer:
         cards = []
         for number, it in enumerate(items[:n_cards], start=1):
             p = it.paper
+            # feed links were checked when parsed; checked again here, as templates trust them
+            url, pdf, code, project = (safe_url(u) for u in (p.url, p.pdf_url, p.code_url,
+                                                             p.project_url))
             parts = [
                 f"{label} {ref(url)}"
                 for label, url in (
-                    ("Abstract", p.url),
-                    ("PDF", p.pdf_url),
-                    ("Code", p.code_url),
-                    ("Project", p.project_url),
+                    ("Abstract", url),
+                    ("PDF", pdf),
+                    ("Code", code),
+                    ("Project", project),
                 )
                 if url
             ]
@@ -181,10 +185,10 @@ class Renderer:
                     "number": number,
                     "full": number <= n_full,
                     "title": p.title,
-                    "url": p.url,
-                    "pdf_url": p.pdf_url,
-                    "code_url": p.code_url,
-                    "project_url": p.project_url,
+                    "url": url,
+                    "pdf_url": pdf,
+                    "code_url": code,
+                    "project_url": project,
                     "authors": byline,
                     "summary": one_line(it) if number <= n_full else "",
                     "categories": ", ".join(p.categories[:3]),
@@ -197,7 +201,7 @@ class Renderer:
                 }
             )
         more = [
-            {"title": it.paper.title, "url": it.paper.url, "ref": ref(it.paper.url)}
+            {"title": it.paper.title, "url": safe_url(it.paper.url), "ref": ref(safe_url(it.paper.url))}
             for it in items[n_cards:]
         ]
         groups: list[dict[str, Any]]

@@ -162,3 +162,64 @@ def test_operator_template_overrides_packaged(tmp_path: Path) -> None:
     email = Renderer(BRAND, tmp_path).render(GOLDEN_DIGEST, LINKS)
     assert email.text == "custom 2 for Reader"
     assert "Small models, big ideas" in email.html  # the HTML template still packaged
+
+
+def test_hostile_links_rtl_and_emoji(renderer: Renderer) -> None:
+    hostile = [
+        _paper(
+            "2611.70001",
+            "\u202eevil.exe \u05e9\u05dc\u05d5\u05dd \U0001f680 \u0645\u0631\u062d\u0628\u0627",
+            url="javascript:alert(1)",
+            pdf_url="data:text/html,x",
+            code_url="vbscript:msgbox",
+            abstract="x" * 10_000,
+        ),
+        _paper("2611.70002", "Plain", url="https://user:pw@evil.example/"),
+    ]
+    email = renderer.render(_digest(*hostile), LINKS)
+    audit = _Audit()
+    audit.feed(email.html)
+    assert all(
+        h.startswith("https://d.example/") or h.startswith("https://arxiv.org") for h in audit.hrefs
+    )
+    for bad in ("javascript:", "data:text", "vbscript:", "user:pw@"):
+        assert bad not in email.html and bad not in email.text
+    assert "\U0001f680" in email.html and "\u05e9\u05dc\u05d5\u05dd" in email.text
+    assert len(email.html.encode()) <= HTML_BUDGET
+
+
+def test_text_part_wraps_at_78_and_numbers_its_links(renderer: Renderer) -> None:
+    email = renderer.render(GOLDEN_DIGEST, LINKS)
+    body, _, links = email.text.partition("\nLinks:\n")
+    assert max(len(line) for line in body.splitlines()) <= 78
+    numbered = [line for line in links.splitlines() if line]
+    assert numbered[0] == "[1] https://arxiv.org/abs/2611.00001"
+    assert all(f"[{n}]" in body for n in range(1, len(numbered) + 1))
+
+
+def test_no_remote_fonts_or_images(renderer: Renderer) -> None:
+    html = renderer.render(GOLDEN_DIGEST, LINKS).html
+    assert "fonts.googleapis" not in html and "@import" not in html
+    assert "<img" not in html
+    assert 'lang="en"' in html and "color-scheme" in html
+
+
+def test_topic_layout_and_intro_and_subject_template(tmp_path: Path) -> None:
+    brand = Branding(
+        "Golden Digest",
+        "https://d.example",
+        topic_names={"llm": "Language models"},
+        layout="topics",
+        subject="[{{ name }}] {{ count }} new: {{ top }}",
+    )
+    email = Renderer(brand).render(GOLDEN_DIGEST, LINKS)
+    assert "LANGUAGE MODELS" in email.text
+    assert "2 papers for Language models" in email.text
+    assert email.subject == "[Golden Digest] 2 new: Small models, big ideas"
+
+
+def test_confirmation_email_has_only_our_words() -> None:
+    email = Renderer(BRAND).render_confirmation("https://d.example/confirm/TOKEN")
+    assert "https://d.example/confirm/TOKEN" in email.html and email.text
+    assert email.subject == "Confirm your subscription to Golden Digest"
+    assert "72 hours" in email.text
