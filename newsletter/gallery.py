@@ -6,6 +6,8 @@ import html
 from collections.abc import Sequence
 from email import message_from_bytes, policy
 from email.message import EmailMessage
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from newsletter.deliver import safe_filename
@@ -65,3 +67,15 @@ def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: s
     )
     manifest.write_text("\n".join([*written, "index.html"]) + "\n", encoding="utf-8")
     return index
+
+
+def serve_folder(folder: Path, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """An HTTP server for ``folder`` on 127.0.0.1 (not started); returns it and its URL."""
+    handler = partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", port), handler)
+    return server, f"http://127.0.0.1:{server.server_address[1]}/index.html"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return None

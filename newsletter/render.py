@@ -163,8 +163,9 @@ class Renderer:
         for number, it in enumerate(items[:n_cards], start=1):
             p = it.paper
             # feed links were checked when parsed; checked again here, as templates trust them
-            url, pdf, code, project = (safe_url(u) for u in (p.url, p.pdf_url, p.code_url,
-                                                             p.project_url))
+            url, pdf, code, project = (
+                safe_url(u) for u in (p.url, p.pdf_url, p.code_url, p.project_url)
+            )
             parts = [
                 f"{label} {ref(url)}"
                 for label, url in (
@@ -201,7 +202,11 @@ class Renderer:
                 }
             )
         more = [
-            {"title": it.paper.title, "url": safe_url(it.paper.url), "ref": ref(safe_url(it.paper.url))}
+            {
+                "title": it.paper.title,
+                "url": safe_url(it.paper.url),
+                "ref": ref(safe_url(it.paper.url)),
+            }
             for it in items[n_cards:]
         ]
         groups: list[dict[str, Any]]

@@ -447,3 +447,23 @@ def test_subscriber_authors_and_exclusions_round_trip(cli: CLI, tmp_path: Path) 
     _, out, _ = cli("--config", config, "subscribers", "list", "--json")
     [row] = [json.loads(x) for x in out.strip().splitlines()]
     assert row["authors"] == ["Ada Lovelace"] and row["exclude"] == ["survey"]
+
+
+def test_gallery_is_served_on_loopback(tmp_path: Path) -> None:
+    import threading
+
+    import httpx
+
+    from newsletter.gallery import serve_folder
+
+    (tmp_path / "index.html").write_text("<h1>gallery</h1>")
+    server, url = serve_folder(tmp_path)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url, timeout=5, trust_env=False).text == "<h1>gallery</h1>"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

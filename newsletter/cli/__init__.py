@@ -189,9 +189,17 @@ def _signing(config: Config) -> tuple[Signer, str]:
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into."
 )
 @click.option("--subscriber", help="Only this subscriber (email).")
-def preview_cmd(out_dir: Path, subscriber: str | None) -> int:
+@click.option("--serve", is_flag=True, help="Then serve the folder on 127.0.0.1 until Ctrl-C.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=0,
+    show_default=True,
+    help="Port for --serve (0: any free port).",
+)
+def preview_cmd(out_dir: Path, subscriber: str | None, serve: bool, port: int) -> int:
     """Render digests to .html/.txt/.eml files and an index.html, without sending."""
-    from newsletter.gallery import write_gallery
+    from newsletter.gallery import serve_folder, write_gallery
 
     state = current()
     signer, secret = _signing(state.config)
@@ -206,6 +214,18 @@ def preview_cmd(out_dir: Path, subscriber: str | None) -> int:
         f"{state.config.newsletter.name}: preview",
     )
     out.print(f"Wrote {len(composed)} preview(s); open {index}")
+    if serve:
+        try:
+            server, url = serve_folder(out_dir, port)
+        except OSError as exc:
+            raise InputError(f"cannot serve on 127.0.0.1:{port}: {exc.strerror}") from None
+        out.print(f"Serving {out_dir} at {url} (Ctrl-C to stop)")
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
     return 0
 
 
