@@ -9,8 +9,10 @@ second, file by file. Feed text is escaped by autoescape; undefined names fail l
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,14 @@ def shorten_authors(authors: Sequence[str]) -> str:
     return ", ".join(authors[:3]) + ", … " + authors[-1]
 
 
+@lru_cache(maxsize=50_000)
+def wrap(text: str, width: int = 78, indent: str = "   ") -> str:
+    """Word-wrap for the text part; cached, as the same papers recur in many digests."""
+    return textwrap.fill(
+        text, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+
+
 def one_line(item: DigestItem, limit: int = 300) -> str:
     """The AI summary when there is one, else the abstract cut at a word boundary."""
     text = item.paper.summary or item.paper.abstract
@@ -85,6 +95,7 @@ class Renderer:
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
         )
+        self._text_env.filters["wrap"] = wrap
         self._html = self.compile_mjml(HTML_TEMPLATE)
         self._text = self._text_template(TEXT_TEMPLATE)
         try:
@@ -261,10 +272,11 @@ class Renderer:
     def render(self, digest: Digest, links: Links) -> RenderedEmail:
         """Subject, HTML and text; the HTML stays under ``HTML_BUDGET`` (Gmail clips past it)."""
         try:
-            html = self._html.render(self.context(digest, links))
+            values = self.context(digest, links)
+            html = self._html.render(values)
             if len(html.encode()) > HTML_BUDGET:
                 html = self._fit(digest, links)
-            text = self._text.render(self.context(digest, links))
+            text = self._text.render(values)
             subject = self.subject(digest)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"rendering failed: {exc}") from None

@@ -22,6 +22,7 @@ from conftest import FIXTURES, REPO
             "ratio",
         ),
         ("rank_quality.py", ["--fixtures", str(FIXTURES)], "ours, lexical only"),
+        ("render.py", ["--subscribers", "20"], "identical HTML             20 of 20"),
     ],
 )
 def test_bench_script_runs(script: str, args: list[str], expect: str) -> None:
