@@ -365,6 +365,27 @@ def papers(since: str | None, as_json: bool) -> int:
 app.add_command(subscribers)
 
 
+@app.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+def serve(host: str, port: int) -> int:
+    """Run the web app (one-click unsubscribe) with uvicorn, behind your reverse proxy."""
+    import uvicorn
+
+    from newsletter.web import create_app
+
+    state = current()
+    config = state.config
+    signer, _ = _signing(config)
+    with open_store(config) as store:
+        web = create_app(store, signer, config.newsletter.name, lambda: datetime.now(UTC))
+        out.print(
+            f"Serving on http://{host}:{port}; links in emails use {config.newsletter.base_url}"
+        )
+        uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=True)
+    return 0
+
+
 # ---- entry point -------------------------------------------------------------------------
 
 

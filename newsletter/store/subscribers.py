@@ -71,6 +71,20 @@ class SubscriberStore(StoreBase):
             )
         return bool(res.rowcount)
 
+    def unsubscribe_id(self, subscriber_id: int, now: datetime) -> bool:
+        """Suppress by id (the unsubscribe link): unsubscribing wins over any later import."""
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                t.subscribers.update()
+                .where(t.subscribers.c.id == subscriber_id)
+                .values(
+                    status=SubscriberStatus.UNSUBSCRIBED.value,
+                    unsubscribed_at=now.isoformat(),
+                    updated_at=now.isoformat(),
+                )
+            )
+        return bool(res.rowcount)
+
     def subscribers(self, status: SubscriberStatus | None = None) -> list[Subscriber]:
         q = select(t.subscribers).order_by(t.subscribers.c.id)
         if status is not None:
