@@ -7,6 +7,7 @@ writes the exact bytes to files instead (``send --dry-run``) and opens no connec
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from typing import Protocol
@@ -173,4 +174,9 @@ def _describe(exc: BaseException) -> str:
 
 
 def safe_filename(address: str) -> str:
-    return re.sub(r"[^\w@.+-]", "_", address)[:200]
+    """A file name for an address: the address itself when it is a safe name, else a
+    cleaned version plus a short hash, so two addresses never share a file."""
+    cleaned = re.sub(r"[^\w@.+-]", "_", address)[:200].lstrip(".") or "_"
+    if cleaned == address:
+        return cleaned
+    return f"{cleaned[:180]}-{hashlib.sha256(address.encode()).hexdigest()[:10]}"

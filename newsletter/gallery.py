@@ -71,11 +71,21 @@ def write_gallery(out_dir: Path, messages: Sequence[tuple[str, bytes]], title: s
 
 def serve_folder(folder: Path, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     """An HTTP server for ``folder`` on 127.0.0.1 (not started); returns it and its URL."""
-    handler = partial(_QuietHandler, directory=str(folder))
+    handler = partial(_LocalHandler, directory=str(folder))
     server = ThreadingHTTPServer(("127.0.0.1", port), handler)
     return server, f"http://127.0.0.1:{server.server_address[1]}/index.html"
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
+class _LocalHandler(SimpleHTTPRequestHandler):
+    """Answers only requests addressed to this loopback server: previews hold live
+    unsubscribe links, and a DNS-rebinding page must not read them."""
+
+    def do_GET(self) -> None:
+        port = self.server.server_address[1]  # type: ignore[index]
+        if self.headers.get("Host") not in (f"127.0.0.1:{port}", f"localhost:{port}"):
+            self.send_error(403, "wrong Host")
+            return
+        super().do_GET()
+
     def log_message(self, format: str, *args: object) -> None:
         return None

@@ -100,8 +100,13 @@ class Renderer:
         self._text = self._text_template(TEXT_TEMPLATE)
         try:
             self._subject = self._text_env.from_string(branding.subject)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(f"digest.subject: {exc.message}") from None
+            self._subject.render(
+                top="A paper", more=2, count=3, name=branding.name, date="2026-01-01"
+            )
+        except jinja2.TemplateError as exc:
+            raise TemplateError(
+                f"digest.subject: {exc}", hint="it may use top, more, count, name and date"
+            ) from None
         self._confirm: tuple[jinja2.Template, jinja2.Template] | None = None
 
     # ---- compiling, once ------------------------------------------------------------------
@@ -155,11 +160,17 @@ class Renderer:
         return f"{papers} for {', '.join(names)}" if names else f"{papers} picked for you"
 
     def context(
-        self, digest: Digest, links: Links, full: int | None = None, compact: int | None = None
+        self,
+        digest: Digest,
+        links: Links,
+        full: int | None = None,
+        compact: int | None = None,
+        listed: int | None = None,
     ) -> dict[str, Any]:
         """Template values. The first ``full`` items are full cards, the next ``compact``
-        compact ones (title, authors, badges), the rest plain links: the size budget."""
-        items = digest.items
+        compact ones (title, authors, badges), then up to ``listed`` plain links with
+        shortened titles; the rest are counted on the web edition: the size budget."""
+        items = self._ordered(digest.items)
         n_full = len(items) if full is None else min(full, len(items))
         n_cards = len(items) if compact is None else min(len(items), n_full + compact)
         refs: list[str] = []
@@ -212,14 +223,17 @@ class Renderer:
                     "refs": " · ".join(parts),
                 }
             )
+        rest = items[n_cards:]
+        shown_rest = rest if listed is None else rest[:listed]
         more = [
             {
-                "title": it.paper.title,
+                "title": it.paper.title if listed is None else _short(it.paper.title, 90),
                 "url": safe_url(it.paper.url),
                 "ref": ref(safe_url(it.paper.url)),
             }
-            for it in items[n_cards:]
+            for it in shown_rest
         ]
+        unlisted = len(rest) - len(shown_rest)
         groups: list[dict[str, Any]]
         if self.branding.layout == "topics":
             grouped: dict[str | None, list[dict[str, Any]]] = {}
@@ -232,7 +246,7 @@ class Renderer:
         else:
             groups = [{"name": "", "cards": cards}]
         intro = self._intro(digest)
-        top = items[0].paper.title if items else ""
+        top = digest.items[0].paper.title if digest.items else ""
         return {
             "name": self.branding.name,
             "base_url": self.branding.base_url,
@@ -244,6 +258,8 @@ class Renderer:
             "groups": groups,
             "items": cards,
             "more": more,
+            "more_count": len(rest),
+            "unlisted": unlisted,
             "count": len(items),
             "unsubscribe_url": links.unsubscribe,
             "archive_url": links.archive,
@@ -253,6 +269,16 @@ class Renderer:
             "unsubscribe_ref": ref(links.unsubscribe),
             "links": refs,
         }
+
+    def _ordered(self, items: Sequence[DigestItem]) -> Sequence[DigestItem]:
+        """In the topics layout, each topic's papers together (topics in order of first
+        appearance), so cards, numbers and links all read in the order shown."""
+        if self.branding.layout != "topics":
+            return items
+        first: dict[str | None, int] = {}
+        for i, it in enumerate(items):
+            first.setdefault(it.topic_id, i)
+        return sorted(items, key=lambda it: first[it.topic_id])
 
     def subject(self, digest: Digest) -> str:
         items = digest.items
@@ -292,8 +318,14 @@ class Renderer:
         full = _most(lambda f: html(f, n - f), n)  # full cards, the rest compact
         if full >= 0:
             return html(full, n - full)
-        compact = max(0, _most(lambda c: html(0, c), n))  # compact cards, the rest links
-        return html(0, compact)
+        compact = _most(lambda c: html(0, c), n)  # compact cards, the rest links
+        if compact >= 0:
+            return html(0, compact)
+
+        def listed(k: int) -> str:  # no cards; k links with short titles, the rest counted
+            return str(self._html.render(self.context(digest, links, 0, 0, k)))
+
+        return listed(max(0, _most(listed, n)))
 
     def render_confirmation(self, confirm_url: str) -> RenderedEmail:
         """The double opt-in email: no text from the sign-up form, only our own words."""
@@ -310,6 +342,10 @@ class Renderer:
             html=html_t.render(values),
             text=text_t.render(values),
         )
+
+
+def _short(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def _most(render: Any, n: int) -> int:

@@ -463,7 +463,28 @@ def test_gallery_is_served_on_loopback(tmp_path: Path) -> None:
     try:
         assert url.startswith("http://127.0.0.1:")
         assert httpx.get(url, timeout=5, trust_env=False).text == "<h1>gallery</h1>"
+        rebound = httpx.get(url, timeout=5, trust_env=False, headers={"Host": "evil.example"})
+        assert rebound.status_code == 403
     finally:
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_distinct_addresses_never_share_a_preview_file(tmp_path: Path) -> None:
+    from email.message import EmailMessage
+
+    from newsletter.gallery import write_gallery
+
+    def message(to: str) -> bytes:
+        msg = EmailMessage()
+        msg["To"], msg["Subject"] = "x@example.org", f"for {to}"
+        msg.set_content(f"text for {to}")
+        msg.add_alternative(f"<p>html for {to}</p>", subtype="html")
+        return msg.as_bytes()
+
+    addresses = ["a/b@example.org", "a_b@example.org", "a#b@example.org"]
+    write_gallery(tmp_path, [(a, message(a)) for a in addresses], "t")
+    texts = sorted(p.read_text() for p in tmp_path.glob("*.txt"))
+    assert texts == sorted(f"text for {a}\n" for a in addresses)
+    assert (tmp_path / "a_b@example.org.txt").exists()  # a safe address keeps its own name

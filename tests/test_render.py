@@ -223,3 +223,35 @@ def test_confirmation_email_has_only_our_words() -> None:
     assert "https://d.example/confirm/TOKEN" in email.html and email.text
     assert email.subject == "Confirm your subscription to Golden Digest"
     assert "72 hours" in email.text
+
+
+@pytest.mark.parametrize("title", ["論文" * 120, '"&' * 240])
+def test_budget_holds_even_for_huge_escaped_titles(renderer: Renderer, title: str) -> None:
+    papers = [_paper(f"2611.{i:05d}", f"{i} {title}") for i in range(100)]
+    email = renderer.render(_digest(*papers), LINKS)
+    size = len(email.html.encode())
+    assert size <= HTML_BUDGET
+    assert email.html.encode().find(LINKS.unsubscribe.encode()) < HTML_BUDGET
+    assert "more on the web" in email.html
+
+
+def test_subject_template_mistake_is_caught_at_start() -> None:
+    from newsletter.errors import TemplateError
+
+    with pytest.raises(TemplateError, match="topic"):
+        Renderer(Branding("X", "https://d.example", subject="{{ topic }} {{ top }}"))
+
+
+def test_intro_and_titles_wrap_at_78() -> None:
+    names = {
+        "a": "Natural language processing",
+        "b": "Computer vision and pattern recognition",
+        "c": "Robotics and embodied agents",
+    }
+    brand = Branding("Golden Digest", "https://d.example", topic_names=names, layout="topics")
+    papers = [_paper(f"2611.{i:05d}", "A title " * 20) for i in range(3)]
+    sub = Subscriber(id=7, email="reader@example.org", name="Reader")
+    items = tuple(DigestItem(p, 1.0, t, ("x",)) for p, t in zip(papers, "abc", strict=True))
+    email = Renderer(brand).render(Digest(sub, date(2026, 11, 24), items), LINKS)
+    body = email.text.partition("\nLinks:\n")[0]
+    assert max(len(line) for line in body.splitlines()) <= 78

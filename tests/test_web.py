@@ -138,3 +138,25 @@ def test_oversized_body_is_refused(site: tuple[str, Store, LocalSMTPServer, Path
         headers={"content-type": "application/x-www-form-urlencoded"},
     )
     assert r.status_code == 413
+
+
+def test_chunked_oversized_body_is_refused_too(
+    site: tuple[str, Store, LocalSMTPServer, Path],
+) -> None:
+    base, store, smtp, _ = site
+    url = _unsubscribe_url(smtp, base, "emmy@example.org")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: sent chunked
+        yield b"List-Unsubscribe=One-Click"
+        for _ in range(40):
+            yield b"&x=" + b"y" * 1000
+
+    r = httpx.post(
+        url,
+        content=chunks(),
+        trust_env=False,
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert r.status_code == 413
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert _status(store, "emmy@example.org") is SubscriberStatus.ACTIVE

@@ -96,6 +96,8 @@ subscribers = Table(
     Column("updated_at", String(40), nullable=False),
     Column("confirmed_at", String(40)),
     Column("unsubscribed_at", String(40)),
+    # ids are in unsubscribe tokens: never reuse one, even after a row is deleted
+    sqlite_autoincrement=True,
 )
 
 editions = Table(

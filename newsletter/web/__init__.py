@@ -100,7 +100,8 @@ def create_app(
 
 
 class _Guard:
-    """Security headers on every response, and a cap on request bodies."""
+    """Security headers on every response, and a cap on request bodies, counted as they
+    arrive (a chunked body has no Content-Length to check up front)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -108,10 +109,6 @@ class _Guard:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers", [])).get(b"content-length", b"0")
-        if length.isdigit() and int(length) > MAX_BODY:
-            await PlainTextResponse("request too large", status_code=413)(scope, receive, send)
             return
 
         async def with_headers(message: Message) -> None:
@@ -121,4 +118,26 @@ class _Guard:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, with_headers)
+        # read the whole (small) body first, counting as it arrives: a chunked body has no
+        # Content-Length to check up front; then hand it to the app in one piece
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                await PlainTextResponse("request too large", 413)(scope, receive, with_headers)
+                return
+            if not message.get("more_body", False):
+                break
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, with_headers)
