@@ -62,9 +62,6 @@ class SourceOutcome:
     requests: int = 0
     state: SourceState | None = None
 
-    @property
-    def anomalous(self) -> bool:
-        return self.day in (FeedDay.ANOMALY, FeedDay.STALE)
 
 
 def items_hash(papers: Sequence[Paper]) -> str:
