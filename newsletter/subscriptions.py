@@ -96,6 +96,7 @@ def _row(
         "exclude",
         "frequency",
         "timezone",
+        "status",  # from `subscribers export`: only a suppressed status is carried over
     }
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
@@ -118,6 +119,9 @@ def _row(
         raise ValueError(
             f"timezone {zone!r}: expected an IANA zone such as Europe/Berlin"
         ) from None
+    given = str(record.get("status") or "")
+    if given in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
+        status = SubscriberStatus(given)  # unsubscribe always wins, across installations
     return Subscriber(
         id=0,
         email=email,

@@ -488,3 +488,60 @@ def test_distinct_addresses_never_share_a_preview_file(tmp_path: Path) -> None:
     texts = sorted(p.read_text() for p in tmp_path.glob("*.txt"))
     assert texts == sorted(f"text for {a}\n" for a in addresses)
     assert (tmp_path / "a_b@example.org.txt").exists()  # a safe address keeps its own name
+
+
+def test_show_export_and_forget(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    code, out, _ = cli("--config", config, "subscribers", "show", "grace@example.org", "--json")
+    assert code == 0 and json.loads(out)["keywords"] == ["benchmark"]
+    code, out, _ = cli("--config", config, "subscribers", "export")
+    assert code == 0 and out.splitlines()[0].startswith("email,name,status,topics")
+    exported = tmp_path / "export.csv"
+    exported.write_text(out)
+    code, _, _ = cli("--config", config, "subscribers", "forget", "grace@example.org")
+    assert code == 0
+    code, out, _ = cli("--config", config, "subscribers", "list", "--json")
+    assert "grace@example.org" not in out
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "var" / "test.db") as conn:  # fold the WAL into the file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db = b"".join(p.read_bytes() for p in (tmp_path / "var").glob("test.db*"))
+    assert b"grace@example.org" not in db and b"Grace Hopper" not in db
+    # a forgotten address never comes back, not even from its own export
+    code, out, _ = cli("--config", config, "subscribers", "import", exported)
+    assert "skipped (suppressed) 1" in out
+    code, _, err = cli("--config", config, "subscribers", "add", "grace@example.org")
+    assert code == 1 and "suppressed" in err
+
+
+def test_unsubscribe_from_mail(
+    cli: CLI,
+    tmp_path: Path,
+    smtp_server: LocalSMTPServer,
+    demo_roster: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+    import sys
+
+    config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
+    assert cli("--config", config, "--now", NOW.isoformat(), "send")[0] == 0
+    raw = next(r.data for r in smtp_server.received if r.rcpt_tos == ("alan@example.org",))
+    header = str(message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"])
+    subject = re.search(r"subject=([^>]+)>", header).group(1)  # type: ignore[union-attr]
+    from urllib.parse import unquote
+
+    mail = (
+        f"From: alan@example.org\r\nTo: unsubscribe@test.example\r\n"
+        f"Subject: {unquote(subject)}\r\n\r\n"
+    ).encode()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(mail)))
+    code, out, err = cli("--config", config, "unsubscribe", "--from-mail", "-")
+    assert code == 0, err
+    _, out, _ = cli("--config", config, "subscribers", "show", "alan@example.org", "--json")
+    assert json.loads(out)["status"] == "unsubscribed"
+    forged = tmp_path / "forged.eml"
+    forged.write_bytes(b"From: ada@example.org\r\nSubject: unsubscribe\r\n\r\nplease\r\n")
+    code, _, err = cli("--config", config, "unsubscribe", "--from-mail", forged)
+    assert code == 1 and "no unsubscribe token" in err

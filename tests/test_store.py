@@ -217,6 +217,7 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(path) as conn:  # take it back to the shape release 1 made
         conn.execute("DROP TABLE source_state")
         conn.execute("DROP TABLE paper_embeddings")
+        conn.execute("DROP TABLE suppressions")
         for column in ("doi", "comment", "journal_ref", "thumbnail_url", "organization"):
             conn.execute(f"ALTER TABLE papers DROP COLUMN {column}")
         conn.execute("ALTER TABLE deliveries DROP COLUMN ambiguous")

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -363,6 +364,41 @@ def papers(since: str | None, as_json: bool) -> int:
 
 
 app.add_command(subscribers)
+
+
+@app.command()
+@click.option(
+    "--from-mail",
+    "mail",
+    type=click.File("rb"),
+    required=True,
+    help="The unsubscribe email, as a file or - for standard input.",
+)
+def unsubscribe(mail: Any) -> int:
+    """Handle a mail to the List-Unsubscribe mailto: address (pipe it here from your MTA).
+
+    The subject carries the signed token the header put there; a mail without a valid one
+    changes nothing (a From address alone can be forged).
+    """
+    from email import message_from_bytes
+    from email import policy as email_policy
+
+    state = current()
+    message = message_from_bytes(mail.read(1_000_000), policy=email_policy.default)
+    found = re.search(r"unsubscribe\s+([\w.-]+)", str(message.get("Subject", "")), re.I)
+    if not found:
+        raise InputError(
+            "no unsubscribe token in the subject",
+            hint="the List-Unsubscribe mailto: link puts one there",
+        )
+    signer, _ = _signing(state.config)
+    sid = signer.read("unsubscribe", found.group(1))
+    with open_store(state.config) as store:
+        sub = store.subscriber(id=sid)
+        if sub is None or not store.unsubscribe_id(sid, state.now):
+            raise InputError("this link is invalid or has expired")
+    out.print(f"{sub.email}: unsubscribed")
+    return 0
 
 
 @app.command()

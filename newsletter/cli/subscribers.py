@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import click
 
 from newsletter.cli.context import current, err, open_store, out, print_json_lines
-from newsletter.cli.tables import subscribers_table
+from newsletter.cli.tables import print_table, subscribers_table
 from newsletter.errors import InputError
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.subscriptions import normalise_email, read_roster
@@ -101,6 +103,93 @@ def subscribers_remove(email: str) -> int:
             raise InputError(f"no subscriber {address}")
     out.print(f"{address}: unsubscribed")
     return 0
+
+
+@subscribers.command("show")
+@click.argument("email")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def subscribers_show(email: str, as_json: bool) -> int:
+    """Everything stored about one subscriber."""
+    state = current()
+    address = normalise_email(email)
+    with open_store(state.config) as store:
+        sub = store.subscriber(email=address)
+    if sub is None:
+        raise InputError(f"no subscriber {address}")
+    record = _record(sub)
+    if as_json:
+        print_json_lines([record])
+    else:
+        print_table(
+            address,
+            ("field", "value"),
+            ((k, ", ".join(v) if isinstance(v, list) else str(v)) for k, v in record.items()),
+        )
+    return 0
+
+
+@subscribers.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "json"]),
+    default="csv",
+    show_default=True,
+    help="CSV (the import format) or one JSON object per line.",
+)
+def subscribers_export(fmt: str) -> int:
+    """Write every subscriber to standard output, in a form `import` reads back."""
+    state = current()
+    with open_store(state.config) as store:
+        records = [_record(s) for s in store.subscribers()]
+    if fmt == "json":
+        print_json_lines(records)
+        return 0
+    columns = (
+        "email",
+        "name",
+        "status",
+        "topics",
+        "keywords",
+        "authors",
+        "exclude",
+        "frequency",
+        "timezone",
+    )
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(columns)
+    for r in records:
+        writer.writerow(
+            [";".join(v) if isinstance(v, list) else v for v in (r[c] for c in columns)]
+        )
+    return 0
+
+
+@subscribers.command("forget")
+@click.argument("email")
+def subscribers_forget(email: str) -> int:
+    """Delete all personal data of an address; keep only a hash so it is never mailed again."""
+    state = current()
+    address = normalise_email(email)
+    with open_store(state.config) as store:
+        if not store.forget(address, state.now):
+            raise InputError(f"no subscriber {address}")
+    out.print(f"{address}: forgotten (only a hash of the address is kept, as a suppression)")
+    return 0
+
+
+def _record(s: Subscriber) -> dict[str, object]:
+    return {
+        "email": s.email,
+        "name": s.name,
+        "status": s.status.value,
+        "topics": list(s.topics),
+        "keywords": list(s.keywords),
+        "authors": list(s.authors),
+        "exclude": list(s.exclude),
+        "frequency": s.frequency,
+        "timezone": s.timezone,
+    }
 
 
 @subscribers.command("import")

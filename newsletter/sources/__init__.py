@@ -63,7 +63,6 @@ class SourceOutcome:
     state: SourceState | None = None
 
 
-
 def items_hash(papers: Sequence[Paper]) -> str:
     ids = sorted(f"{p.id}v{p.version}" for p in papers)
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:32]

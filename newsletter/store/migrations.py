@@ -38,6 +38,12 @@ def _paper_details_and_source_state(conn: Connection) -> None:
             "NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (paper_id, model))"
         )
     )
+    conn.execute(
+        text(
+            "CREATE TABLE suppressions (email_hash VARCHAR(64) NOT NULL PRIMARY KEY, "
+            "reason VARCHAR(40) NOT NULL, created_at VARCHAR(40) NOT NULL)"
+        )
+    )
     for column in ("authors", "exclude"):
         conn.execute(
             text(f"ALTER TABLE subscribers ADD COLUMN {column} TEXT NOT NULL DEFAULT '[]'")

@@ -159,3 +159,11 @@ paper_embeddings = Table(
     Column("vector", LargeBinary, nullable=False),
     PrimaryKeyConstraint("paper_id", "model"),
 )
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email_hash", String(64), primary_key=True),
+    Column("reason", String(40), nullable=False),
+    Column("created_at", String(40), nullable=False),
+)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime
 from typing import Any
@@ -33,6 +34,13 @@ class SubscriberStore(StoreBase):
             "timezone": sub.timezone,
         }
         with self.engine.begin() as conn:
+            forgotten = conn.execute(
+                select(t.suppressions.c.email_hash).where(
+                    t.suppressions.c.email_hash == email_hash(sub.email)
+                )
+            ).first()
+            if forgotten is not None:
+                return "suppressed"
             row = (
                 conn.execute(select(t.subscribers).where(t.subscribers.c.email == sub.email))
                 .mappings()
@@ -71,6 +79,26 @@ class SubscriberStore(StoreBase):
             )
         return bool(res.rowcount)
 
+    def forget(self, email: str, now: datetime) -> bool:
+        """Delete everything personal about an address; keep only a hash of it, so no import
+        or sign-up brings it back. Returns False when the address is unknown."""
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                select(t.subscribers.c.id).where(t.subscribers.c.email == email)
+            ).first()
+            if row is None:
+                return False
+            sid = row.id
+            conn.execute(t.sent_papers.delete().where(t.sent_papers.c.subscriber_id == sid))
+            conn.execute(t.deliveries.delete().where(t.deliveries.c.subscriber_id == sid))
+            conn.execute(t.subscribers.delete().where(t.subscribers.c.id == sid))
+            conn.execute(
+                self._insert_ignore(t.suppressions).values(
+                    email_hash=email_hash(email), reason="forgotten", created_at=now.isoformat()
+                )
+            )
+        return True
+
     def unsubscribe_id(self, subscriber_id: int, now: datetime) -> bool:
         """Suppress by id (the unsubscribe link): unsubscribing wins over any later import."""
         with self.engine.begin() as conn:
@@ -99,6 +127,11 @@ class SubscriberStore(StoreBase):
         with self.engine.connect() as conn:
             row = conn.execute(select(t.subscribers).where(col == value)).mappings().first()
         return _subscriber(row) if row else None
+
+
+def email_hash(email: str) -> str:
+    """How a forgotten address is remembered: only enough to refuse it again."""
+    return hashlib.sha256(email.strip().lower().encode()).hexdigest()
 
 
 def _subscriber(row: Any) -> Subscriber:
