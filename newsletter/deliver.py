@@ -157,12 +157,10 @@ class OutboxSender:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
-        self.written: list[Path] = []
 
     async def send(self, message: OutgoingMessage) -> SendResult:
         path = self.directory / f"{safe_filename(message.recipient)}.eml"
         path.write_bytes(message.data)
-        self.written.append(path)
         return SendResult(True, 250, f"written to {path}")
 
     async def close(self) -> None:

@@ -23,6 +23,19 @@ from newsletter.errors import InputError, RosterError, TokenError
 from newsletter.models import Subscriber, SubscriberStatus
 
 PURPOSES = ("confirm", "unsubscribe", "preferences", "archive")
+# The roster columns `import` reads and `export` writes; from an export, only a suppressed
+# status is carried over (unsubscribe always wins, across installations).
+ROSTER_FIELDS = (
+    "email",
+    "name",
+    "status",
+    "topics",
+    "keywords",
+    "authors",
+    "exclude",
+    "frequency",
+    "timezone",
+)
 
 
 class Signer:
@@ -49,6 +62,21 @@ class Signer:
         if not isinstance(value, int):
             raise TokenError("this link is invalid or has expired")
         return value
+
+
+def subscriber_record(sub: Subscriber) -> dict[str, Any]:
+    """A subscriber as roster fields (lists as lists), for show, list and export."""
+    return {
+        "email": sub.email,
+        "name": sub.name,
+        "status": sub.status.value,
+        "topics": list(sub.topics),
+        "keywords": list(sub.keywords),
+        "authors": list(sub.authors),
+        "exclude": list(sub.exclude),
+        "frequency": sub.frequency,
+        "timezone": sub.timezone,
+    }
 
 
 def normalise_email(value: str) -> str:
@@ -87,17 +115,7 @@ def _as_list(value: Any) -> tuple[str, ...]:
 def _row(
     record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None
 ) -> Subscriber:
-    unknown = set(record) - {
-        "email",
-        "name",
-        "topics",
-        "keywords",
-        "authors",
-        "exclude",
-        "frequency",
-        "timezone",
-        "status",  # from `subscribers export`: only a suppressed status is carried over
-    }
+    unknown = set(record) - set(ROSTER_FIELDS)
     if unknown:
         raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
     email = normalise_email(str(record.get("email") or ""))

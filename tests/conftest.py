@@ -38,7 +38,6 @@ def write_config(
     tmp_path: Path,
     smtp_port: int,
     *,
-    extra: str = "",
     sources: str | None = None,
     newsletter_extra: str = "",
 ) -> Path:
@@ -75,7 +74,6 @@ port = {smtp_port}
 timeout = 5
 {sources}
 {topics}
-{extra}
 """,
         encoding="utf-8",
     )

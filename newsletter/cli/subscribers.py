@@ -12,7 +12,12 @@ from newsletter.cli.context import current, err, open_store, out, print_json_lin
 from newsletter.cli.tables import print_table, subscribers_table
 from newsletter.errors import InputError
 from newsletter.models import Subscriber, SubscriberStatus
-from newsletter.subscriptions import normalise_email, read_roster
+from newsletter.subscriptions import (
+    ROSTER_FIELDS,
+    normalise_email,
+    read_roster,
+    subscriber_record,
+)
 
 
 @click.group("subscribers")
@@ -72,21 +77,7 @@ def subscribers_list(as_json: bool) -> int:
     with open_store(state.config) as store:
         subs = store.subscribers()
     if as_json:
-        print_json_lines(
-            [
-                {
-                    "email": s.email,
-                    "name": s.name,
-                    "status": s.status.value,
-                    "topics": list(s.topics),
-                    "keywords": list(s.keywords),
-                    "authors": list(s.authors),
-                    "exclude": list(s.exclude),
-                    "frequency": s.frequency,
-                }
-                for s in subs
-            ]
-        )
+        print_json_lines([subscriber_record(s) for s in subs])
         return 0
     subscribers_table(subs)
     return 0
@@ -116,7 +107,7 @@ def subscribers_show(email: str, as_json: bool) -> int:
         sub = store.subscriber(email=address)
     if sub is None:
         raise InputError(f"no subscriber {address}")
-    record = _record(sub)
+    record = subscriber_record(sub)
     if as_json:
         print_json_lines([record])
     else:
@@ -141,26 +132,15 @@ def subscribers_export(fmt: str) -> int:
     """Write every subscriber to standard output, in a form `import` reads back."""
     state = current()
     with open_store(state.config) as store:
-        records = [_record(s) for s in store.subscribers()]
+        records = [subscriber_record(s) for s in store.subscribers()]
     if fmt == "json":
         print_json_lines(records)
         return 0
-    columns = (
-        "email",
-        "name",
-        "status",
-        "topics",
-        "keywords",
-        "authors",
-        "exclude",
-        "frequency",
-        "timezone",
-    )
     writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow(ROSTER_FIELDS)
     for r in records:
         writer.writerow(
-            [";".join(v) if isinstance(v, list) else v for v in (r[c] for c in columns)]
+            [";".join(v) if isinstance(v, list) else v for v in (r[c] for c in ROSTER_FIELDS)]
         )
     return 0
 
@@ -176,20 +156,6 @@ def subscribers_forget(email: str) -> int:
             raise InputError(f"no subscriber {address}")
     out.print(f"{address}: forgotten (only a hash of the address is kept, as a suppression)")
     return 0
-
-
-def _record(s: Subscriber) -> dict[str, object]:
-    return {
-        "email": s.email,
-        "name": s.name,
-        "status": s.status.value,
-        "topics": list(s.topics),
-        "keywords": list(s.keywords),
-        "authors": list(s.authors),
-        "exclude": list(s.exclude),
-        "frequency": s.frequency,
-        "timezone": s.timezone,
-    }
 
 
 @subscribers.command("import")
