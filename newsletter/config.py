@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from newsletter.config_delivery import DeliverySection, DkimSection, SMTPSection
 from newsletter.errors import ConfigError
 from newsletter.models import Topic
 
@@ -74,16 +75,6 @@ class NewsletterSection(_Strict):
         except Exception as exc:
             raise ValueError("expected an IANA time zone such as Europe/Berlin") from exc
         return value
-
-
-class SMTPSection(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=25, ge=1, le=65535)
-    security: Literal["none", "starttls", "tls"] = "none"
-    username: str | None = None
-    password_env: str | None = None
-    password_file: str | None = None
-    timeout: float = Field(default=30.0, gt=0)
 
 
 _SOURCE_OPTIONS: dict[str, frozenset[str]] = {
@@ -203,6 +194,8 @@ class RankingSection(_Strict):
 class Config(_Strict):
     newsletter: NewsletterSection = NewsletterSection()
     smtp: SMTPSection = SMTPSection()
+    delivery: DeliverySection = DeliverySection()
+    dkim: DkimSection = DkimSection()
     sources: list[SourceConfig] = []
     topics: list[TopicConfig] = []
     digest: DigestSection = DigestSection()
@@ -215,6 +208,13 @@ class Config(_Strict):
     @classmethod
     def _unique_topics(cls, value: list[TopicConfig]) -> list[TopicConfig]:
         _no_repeats([t.id for t in value], "topic ids")
+        return value
+
+    @field_validator("dkim")
+    @classmethod
+    def _dkim_complete(cls, value: DkimSection) -> DkimSection:
+        if value.key_file and not (value.selector and value.domain):
+            raise ValueError("key_file needs selector and domain too")
         return value
 
     @field_validator("sources")
@@ -280,6 +280,18 @@ class Config(_Strict):
                 'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"',
             )
         return value
+
+    def envelope_from(self) -> str:
+        """MAIL FROM (the Return-Path bounces go to): ``smtp.envelope_from`` or the sender."""
+        from email.utils import parseaddr
+
+        return self.smtp.envelope_from or parseaddr(self.newsletter.sender)[1]
+
+    def dkim_key(self) -> bytes | None:
+        """The DKIM private key (PEM), read from ``dkim.key_file``; None when not signing."""
+        if self.dkim.key_file is None:
+            return None
+        return _read_secret_file(self.resolve(self.dkim.key_file), "dkim.key_file").encode()
 
     def smtp_password(self) -> str | None:
         s = self.smtp

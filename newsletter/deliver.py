@@ -1,7 +1,8 @@
 """Senders: the only code that talks SMTP, behind the small ``Sender`` protocol.
 
-``SMTPSender`` keeps one aiosmtplib connection open across messages, resets or drops it after
-a failed transaction, and always passes the recipient list explicitly. ``OutboxSender``
+``SMTPSender`` keeps one aiosmtplib connection open across messages (the engine runs a pool
+of them), resets or drops it after a failed transaction, and always passes the recipient
+list explicitly. ``OutboxSender``
 writes the exact bytes to files instead (``send --dry-run``) and opens no connection.
 """
 
@@ -9,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import ssl
 from pathlib import Path
 from typing import Protocol
 
 import aiosmtplib
 
+from newsletter import failpoints
 from newsletter.errors import SMTPUnavailableError
 from newsletter.models import OutgoingMessage, SendResult
 
@@ -40,8 +43,61 @@ def is_hard_bounce(result: SendResult) -> bool:
     return result.permanent and status.startswith("5.1.")
 
 
+class _SMTP(aiosmtplib.SMTP):
+    """aiosmtplib with a C-speed DATA for messages that are already clean CRLF text.
+
+    aiosmtplib normalises line endings and dot-stuffs with two regex passes over the whole
+    message, about 2 ms for 87 KB, more than building the message. Ours are built with CRLF
+    line ends only, so ``bytes.replace`` does the dot-stuffing; anything else takes the
+    library's own path.
+    """
+
+    async def data(  # type: ignore[override]
+        self, message: str | bytes, /, *, timeout: float | None = None
+    ) -> aiosmtplib.SMTPResponse:
+        if isinstance(message, str) or not _clean_crlf(message) or self.protocol is None:
+            return await super().data(message, timeout=timeout or self.timeout)
+        protocol = self.protocol
+        wait = timeout or self.timeout
+        try:
+            start = await protocol.execute_command(b"DATA", timeout=wait)
+            if start.code != 354:
+                raise aiosmtplib.SMTPDataError(start.code, start.message)
+            stuffed = message.replace(b"\r\n.", b"\r\n..")
+            if stuffed.startswith(b"."):
+                stuffed = b"." + stuffed
+            if failpoints.due("mid-data"):
+                protocol.write(stuffed[: len(stuffed) // 2])
+                failpoints.crash()
+            # write and read without an await between them: the reply cannot be missed
+            protocol.write(stuffed + b".\r\n")
+            response = await protocol.read_response(timeout=wait)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+            self.close()
+            raise
+        if response.code != 250:
+            raise aiosmtplib.SMTPDataError(response.code, response.message)
+        return response
+
+
+def _clean_crlf(data: bytes) -> bool:
+    """Every CR and LF is part of a CRLF pair and the data ends with one."""
+    pairs = data.count(b"\r\n")
+    return data.endswith(b"\r\n") and data.count(b"\r") == pairs == data.count(b"\n")
+
+
+def tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """Verifying TLS: the system's CAs, or only ``ca_file`` (a private relay's CA)."""
+    return ssl.create_default_context(cafile=ca_file)
+
+
 class SMTPSender:
-    """aiosmtplib over one reused connection (a pool comes with the delivery work)."""
+    """One aiosmtplib connection, reused for up to ``max_per_connection`` messages.
+
+    After a refused transaction the connection is reset (RSET) or, if that fails, dropped,
+    so no connection is reused in a bad state. The envelope recipient is always exactly the
+    message's subscriber.
+    """
 
     def __init__(
         self,
@@ -52,41 +108,54 @@ class SMTPSender:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        max_per_connection: int = 100,
+        ca_file: str | None = None,
     ) -> None:
         self._host, self._port = host, port
         self._security = security
         self._username, self._password = username, password
         self._timeout = timeout
-        self._smtp: aiosmtplib.SMTP | None = None
+        self._max = max_per_connection
+        self._ca_file = ca_file
+        self._smtp: _SMTP | None = None
+        self._used = 0
+        self.connections = 0  # opened so far, for reports and tests
 
-    async def _connection(self) -> aiosmtplib.SMTP:
+    async def _connection(self) -> _SMTP:
         if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp
+            if self._used < self._max:
+                return self._smtp
+            await self.close()  # the per-connection limit: QUIT and start afresh
         self._smtp = None
-        smtp = aiosmtplib.SMTP(
+        tls = self._security in ("tls", "starttls")
+        smtp = _SMTP(
             hostname=self._host,
             port=self._port,
             timeout=self._timeout,
             use_tls=self._security == "tls",
             start_tls=self._security == "starttls",
+            tls_context=tls_context(self._ca_file) if tls else None,
         )
         try:
             await smtp.connect()
-            await smtp.ehlo()
+            if smtp.is_ehlo_or_helo_needed:
+                await smtp.ehlo()
             if self._username:
                 await smtp.login(self._username, self._password or "")
         except aiosmtplib.SMTPAuthenticationError as exc:
+            smtp.close()
             raise SMTPUnavailableError(
                 f"SMTP login to {self._host}:{self._port} refused ({exc.code})",
                 hint="check smtp.username and the password",
             ) from None
         except (aiosmtplib.SMTPException, OSError) as exc:
+            smtp.close()
             raise SMTPUnavailableError(
-                f"cannot reach the SMTP server at {self._host}:{self._port}: "
-                f"{exc.__class__.__name__}",
+                f"cannot reach the SMTP server at {self._host}:{self._port}: {_describe(exc)}",
                 hint="is the server running? see [smtp] in the config",
             ) from None
-        self._smtp = smtp
+        self._smtp, self._used = smtp, 0
+        self.connections += 1
         return smtp
 
     async def send(self, message: OutgoingMessage) -> SendResult:
@@ -94,9 +163,12 @@ class SMTPSender:
 
         A refusal is unambiguous whenever it comes; losing the connection before DATA is a
         plain temporary failure, losing it during or after DATA is ambiguous (the server
-        may have kept the message), so the ledger can mark that row uncertain.
+        may have kept the message), so the ledger can mark that row uncertain. A reused
+        connection the server closed while idle is replaced once, transparently.
         """
+        reused = self._smtp is not None and self._smtp.is_connected and self._used < self._max
         smtp = await self._connection()
+        self._used += 1
         options: list[str] = []
         encoding = "ascii"
         if message.smtputf8:
@@ -109,15 +181,19 @@ class SMTPSender:
                     permanent=True,
                 )
             options, encoding = ["SMTPUTF8"], "utf-8"
+        stage = "MAIL"
         try:
             await smtp.mail(message.mail_from, options=options, encoding=encoding)
+            stage = "RCPT"
             await smtp.rcpt(message.recipient, encoding=encoding)
         except aiosmtplib.SMTPResponseException as exc:
             await self._reset()
             return SendResult(False, exc.code, exc.message, exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
-            return SendResult(False, None, _describe(exc), False)
+            if reused and stage == "MAIL" and isinstance(exc, aiosmtplib.SMTPServerDisconnected):
+                return await self.send(message)  # closed while idle: once more, afresh
+            return SendResult(False, None, f"{stage}: {_describe(exc)}", False)
         try:
             response = await smtp.data(message.data)
         except aiosmtplib.SMTPResponseException as exc:

@@ -14,13 +14,13 @@ from datetime import datetime
 from pathlib import Path
 
 from newsletter.collect import CollectRow, collect, source_specs
-from newsletter.config import Config, SMTPSection, load_config
-from newsletter.deliver import SMTPSender
+from newsletter.config import Config, load_config
+from newsletter.config_delivery import SMTPSection
 from newsletter.gallery import write_gallery
 from newsletter.models import RunReport
-from newsletter.pipeline import send_edition
 from newsletter.rank.semantic import load_encoder
 from newsletter.resources import bundled, sample_dir
+from newsletter.sending import SendContext, send_edition, smtp_connect
 from newsletter.smtp_server import LocalSMTPServer
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
@@ -61,16 +61,17 @@ def run_demo(out_dir: Path, now: datetime) -> DemoResult:
                 collected = collect(store, source_specs(config), fetcher, now)
             finally:
                 fetcher.close()
-            sender = SMTPSender("127.0.0.1", server.port, timeout=10)
             report = asyncio.run(
                 send_edition(
-                    config,
-                    store,
-                    sender,
-                    Signer([secret]),
-                    secret,
-                    now,
-                    encoder=load_encoder() if config.ranking.semantic == "auto" else None,
+                    SendContext(
+                        config,
+                        store,
+                        smtp_connect(config),
+                        Signer([secret]),
+                        secret,
+                        now,
+                        encoder=load_encoder() if config.ranking.semantic == "auto" else None,
+                    )
                 )
             )
         finally:

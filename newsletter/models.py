@@ -187,8 +187,16 @@ class RunReport:
     skipped_empty: int = 0
     already_done: int = 0
     pending: int = 0
+    seconds: float = 0.0
+    stopped: bool = False  # a signal stopped the run before the end
     rows: list[dict[str, object]] = field(default_factory=list)
+    rows_omitted: int = 0  # rows beyond what the report keeps (counts stay exact)
+
+    @property
+    def rate(self) -> float:
+        """Messages accepted per second of sending."""
+        return self.sent / self.seconds if self.seconds > 0 else 0.0
 
     @property
     def exit_code(self) -> int:
-        return 3 if (self.failed or self.pending or self.uncertain) else 0
+        return 3 if (self.failed or self.pending or self.uncertain or self.stopped) else 0

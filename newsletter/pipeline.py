@@ -11,31 +11,22 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from email.utils import parseaddr
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
 import numpy.typing as npt
 
 from newsletter.config import Config
-from newsletter.deliver import Sender, is_hard_bounce
-from newsletter.errors import SMTPUnavailableError, TemplateError
+from newsletter.dkim_sign import DkimSigner
 from newsletter.mail import (
     ListHeaders,
     build_message,
     list_id_for,
     message_id,
-    needs_smtputf8,
     sender_domain,
-    to_bytes,
 )
 from newsletter.models import (
-    DeliveryStatus,
     Digest,
-    OutgoingMessage,
-    RunReport,
-    SendResult,
     StoredPaper,
     Subscriber,
     SubscriberStatus,
@@ -46,7 +37,6 @@ from newsletter.render import Branding, Links, Renderer
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
-MAX_ATTEMPTS = 5
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int], None]
 
@@ -108,6 +98,7 @@ class Edition:
             embed_candidates(store, encoder, self.candidates),
         )
         self._renderer = renderer
+        self.dkim: DkimSigner | None = None  # signs each composed message when set
 
     @property
     def renderer(self) -> Renderer:
@@ -151,7 +142,7 @@ class Edition:
         sub = digest.subscriber
         domain = sender_domain(nl.sender)
         links = self.links(signer, sub)
-        rendered = self.renderer.render(digest, links)
+        rendered, html_qp = self.renderer.render_encoded(digest, links)
         msg_id = msg_id or message_id(secret, self.date, sub.id, domain)
         msg = build_message(
             rendered,
@@ -159,6 +150,7 @@ class Edition:
             to_addr=sub.email,
             msg_id=msg_id,
             now=self.now,
+            html_qp=html_qp,
             headers=ListHeaders(
                 nl.sender,
                 nl.list_id or list_id_for(nl.name, domain),
@@ -166,7 +158,9 @@ class Edition:
                 nl.unsubscribe_mailto,
             ),
         )
-        return Composed(digest, rendered.subject, msg_id, to_bytes(msg))
+        if self.dkim is not None:
+            msg = self.dkim.sign(msg)
+        return Composed(digest, rendered.subject, msg_id, msg)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,171 +206,3 @@ def preview(
     """The message each active subscriber would get now, ledger untouched."""
     edition = Edition(config, store, now, encoder=encoder)
     return [edition.compose(d, signer, secret) for d in _digests(edition, store, email)]
-
-
-async def send_edition(
-    config: Config,
-    store: Store,
-    sender: Sender,
-    signer: Signer,
-    secret: str,
-    now: datetime,
-    *,
-    dry_run: bool = False,
-    progress: Progress | None = None,
-    encoder: Encoder | None = None,
-) -> RunReport:
-    """Deliver today's edition to every due subscriber not yet served; resumable.
-
-    Call it holding the run lock: rows left ``sending`` are taken as interrupted. Raises
-    ``SendInterrupted`` (with the report so far) when the server cannot be reached; the rows
-    not reached stay pending for the next run.
-    """
-    edition = Edition(config, store, now, encoder=encoder)
-    report = RunReport(edition.date, dry_run=dry_run)
-    edition_id = store.edition(edition.date, now)
-    store.recover_interrupted(edition_id, now)
-    active = {s.id: s for s in store.subscribers(SubscriberStatus.ACTIVE)}
-    weekly = [s.id for s in active.values() if s.frequency == "weekly"]
-    last_sent = store.last_sent_dates(weekly) if weekly else {}
-    due = [s.id for s in active.values() if is_due(s, edition.date, last_sent.get(s.id))]
-    store.plan_deliveries(edition_id, due, now)
-    rows = store.deliveries(edition_id)
-    run = _Run(
-        edition,
-        store,
-        sender,
-        signer,
-        secret,
-        report,
-        edition.rank(list(active.values())),
-        active,
-        parseaddr(config.newsletter.sender)[1],
-        dry_run,
-    )
-    try:
-        for done, row in enumerate(rows, start=1):
-            if progress:
-                progress(done, len(rows))
-            await run.deliver(row)
-    except SMTPUnavailableError as exc:
-        _tally(report, store.deliveries(edition_id))
-        raise SendInterrupted(report, exc) from None
-    finally:
-        await sender.close()
-    _tally(report, store.deliveries(edition_id))
-    return report
-
-
-def _tally(report: RunReport, rows: Sequence[dict[str, Any]]) -> None:
-    """What is left open in the ledger after the run: retries to come, outcomes unknown."""
-    report.pending = sum(1 for r in rows if r["status"] == DeliveryStatus.PENDING)
-    report.uncertain = sum(1 for r in rows if r["status"] == DeliveryStatus.UNCERTAIN)
-
-
-@dataclass
-class _Run:
-    """One send run's edges and running totals; ``deliver`` handles one ledger row."""
-
-    edition: Edition
-    store: Store
-    sender: Sender
-    signer: Signer
-    secret: str
-    report: RunReport
-    ranked: RankResult
-    active: dict[int, Subscriber]
-    mail_from: str
-    dry_run: bool
-
-    async def deliver(self, row: dict[str, Any]) -> None:
-        store, report, now = self.store, self.report, self.edition.now
-        status = DeliveryStatus(row["status"])
-        if status not in (DeliveryStatus.PENDING, DeliveryStatus.UNCERTAIN):
-            report.already_done += 1
-            return
-        sub = self.active.get(row["subscriber_id"])
-        if sub is None:  # left the list after this edition was planned
-            store.mark(row["id"], DeliveryStatus.SKIPPED, "no longer active", now)
-            return
-        digest = self.edition.digest(sub, self.ranked)
-        if not digest.items and not self.edition.config.digest.send_empty:
-            store.mark(row["id"], DeliveryStatus.SKIPPED, "nothing new", now)
-            report.skipped_empty += 1
-            report.rows.append(_row(sub, 0, "skipped", "nothing new"))
-            return
-        try:
-            composed = self.edition.compose(digest, self.signer, self.secret, row["message_id"])
-        except TemplateError:
-            raise  # every message would fail alike: stop, leave the rows pending
-        except Exception as exc:  # this subscriber's data cannot make a message
-            store.mark(row["id"], DeliveryStatus.FAILED, f"cannot build the message: {exc}", now)
-            report.failed += 1
-            report.rows.append(_row(sub, len(digest.items), "failed", str(exc)))
-            return
-        if not store.claim(
-            row["id"], composed.message_id, [i.paper.id for i in digest.items], now, MAX_ATTEMPTS
-        ):
-            return  # another process took it, or it left the list a moment ago
-        try:
-            result = await self.sender.send(
-                OutgoingMessage(
-                    sub.id,
-                    self.mail_from,
-                    sub.email,
-                    composed.message_id,
-                    composed.data,
-                    smtputf8=needs_smtputf8(sub.email),
-                )
-            )
-        except SMTPUnavailableError:
-            store.release(row["id"], status, now)
-            raise
-        log.info(
-            "%s %s: %s %s",
-            composed.message_id,
-            sub.email,
-            "accepted" if result.ok else "refused",
-            result.reply[:200],
-        )
-        self._record(row, sub, len(digest.items), composed.subject, result)
-
-    def _record(
-        self, row: dict[str, Any], sub: Subscriber, papers: int, subject: str, result: SendResult
-    ) -> None:
-        store, report, now = self.store, self.report, self.edition.now
-        reply = f"{result.code or ''} {result.reply}".strip()
-        if result.ok:
-            store.mark_sent(row["id"], result.reply, now)
-            report.sent += 1
-            report.rows.append(_row(sub, papers, "written" if self.dry_run else "sent", subject))
-        elif result.ambiguous:
-            store.mark(row["id"], DeliveryStatus.UNCERTAIN, reply, now)
-            report.rows.append(_row(sub, papers, "uncertain", reply))
-        elif is_hard_bounce(result):
-            store.mark(row["id"], DeliveryStatus.BOUNCED, reply, now)
-            store.set_subscriber_status(sub.email, SubscriberStatus.BOUNCED, now)
-            report.bounced += 1
-            report.rows.append(_row(sub, papers, "bounced", reply))
-        elif result.permanent or row["attempts"] + 1 >= MAX_ATTEMPTS:
-            if not result.permanent:
-                reply = f"gave up after {MAX_ATTEMPTS} attempts: {reply}"
-            store.mark(row["id"], DeliveryStatus.FAILED, reply, now)
-            report.failed += 1
-            report.rows.append(_row(sub, papers, "failed", reply))
-        else:  # temporary: the next run tries again
-            store.mark(row["id"], DeliveryStatus.PENDING, reply, now)
-            report.rows.append(_row(sub, papers, "retry later", reply))
-
-
-class SendInterrupted(Exception):
-    """The server went away mid-run: carries the partial report up to the caller."""
-
-    def __init__(self, report: RunReport, cause: SMTPUnavailableError) -> None:
-        super().__init__(str(cause))
-        self.report = report
-        self.cause = cause
-
-
-def _row(sub: Subscriber, papers: int, status: str, detail: str) -> dict[str, object]:
-    return {"subscriber": sub.email, "papers": papers, "status": status, "detail": detail[:200]}

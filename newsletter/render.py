@@ -8,6 +8,8 @@ second, file by file. Feed text is escaped by autoescape; undefined names fail l
 
 from __future__ import annotations
 
+import binascii
+import logging
 import re
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -17,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 from mjml import mjml2html
 
 from newsletter.errors import TemplateError
 from newsletter.models import Digest, DigestItem, RenderedEmail
+from newsletter.render_cache import Placeholders, RenderCache, SharedRender, crlf
 from newsletter.resources import bundled
 from newsletter.sources.text import safe_url
 
@@ -31,6 +35,7 @@ CONFIRM_TEXT = "confirm.txt.j2"
 HTML_BUDGET = 100 * 1024
 DEFAULT_SUBJECT = "{{ top }}{% if more %} + {{ more }} more{% endif %}"
 
+log = logging.getLogger(__name__)
 _INCLUDE = re.compile(r"<mj-include\s+path=\"([^\"]+)\"\s*/>")
 
 
@@ -96,6 +101,7 @@ class Renderer:
             keep_trailing_newline=True,
         )
         self._text_env.filters["wrap"] = wrap
+        self._variables: set[str] = set()  # every name the templates read
         self._html = self.compile_mjml(HTML_TEMPLATE)
         self._text = self._text_template(TEXT_TEMPLATE)
         try:
@@ -108,6 +114,10 @@ class Renderer:
                 f"digest.subject: {exc}", hint="it may use top, more, count, name and date"
             ) from None
         self._confirm: tuple[jinja2.Template, jinja2.Template] | None = None
+        self._cache = RenderCache()
+        self._marks = Placeholders.new()
+        self._uses_name = "subscriber_name" in self._variables
+        self._cache_ok, self._verified = True, False
 
     # ---- compiling, once ------------------------------------------------------------------
 
@@ -133,12 +143,15 @@ class Renderer:
         except Exception as exc:  # mrml raises its own error types
             raise TemplateError(f"template {filename}: MJML does not compile: {exc}") from None
         try:
+            self._variables |= meta.find_undeclared_variables(self._html_env.parse(compiled))
             return self._html_env.from_string(compiled)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(f"template {filename}: line {exc.lineno}: {exc.message}") from None
 
     def _text_template(self, name: str) -> jinja2.Template:
         try:
+            source = self._loader.get_source(self._text_env, name)[0]
+            self._variables |= meta.find_undeclared_variables(self._text_env.parse(source))
             return self._text_env.get_template(name)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"template {name}: {exc}") from None
@@ -297,16 +310,63 @@ class Renderer:
 
     def render(self, digest: Digest, links: Links) -> RenderedEmail:
         """Subject, HTML and text; the HTML stays under ``HTML_BUDGET`` (Gmail clips past it)."""
+        return self.render_encoded(digest, links)[0]
+
+    def render_encoded(self, digest: Digest, links: Links) -> tuple[RenderedEmail, bytes | None]:
+        """``render``, plus the HTML part already quoted-printable encoded when the digest
+        came from the shared-render cache (None otherwise: the caller encodes it)."""
+        if self._cache_ok:
+            has_prefs = bool(links.preferences)
+            key = (
+                digest.edition_date,
+                tuple((i.paper.id, i.topic_id, i.reasons) for i in digest.items),
+                has_prefs,
+                digest.subscriber.name if self._uses_name else None,
+            )
+            shared = self._cache.get(key, lambda: self._shared(digest, has_prefs))
+            values = {
+                "unsubscribe": links.unsubscribe,
+                "archive": links.archive,
+                "preferences": links.preferences,
+            }
+            out = shared.personalise(values, self._marks, HTML_BUDGET) if shared else None
+            if out is not None:
+                if not self._verified:
+                    self._verify(digest, links, *out)
+                if self._cache_ok:
+                    return out
+        return self._render_full(digest, links)[0], None
+
+    def _shared(self, digest: Digest, has_prefs: bool) -> SharedRender | None:
+        """The digest rendered with placeholder links; None when it needed fitting to the
+        size budget (the fit depends on the real links' lengths)."""
+        m = self._marks
+        email, fitted = self._render_full(
+            digest, Links(m.unsubscribe, m.archive, m.preferences if has_prefs else "")
+        )
+        return None if fitted else SharedRender.build(email.subject, email.html, email.text, m)
+
+    def _verify(self, digest: Digest, links: Links, email: RenderedEmail, html_qp: bytes) -> None:
+        """Once per renderer: the shared path must give exactly the full render, else (a
+        template that transforms the links) every message is rendered in full."""
+        full = self._render_full(digest, links)[0]
+        same = full == email and binascii.a2b_qp(html_qp) == crlf(full.html).encode()
+        self._cache_ok, self._verified = same, True
+        if not same:
+            log.warning("templates transform the links: rendering each message in full")
+
+    def _render_full(self, digest: Digest, links: Links) -> tuple[RenderedEmail, bool]:
         try:
             values = self.context(digest, links)
             html = self._html.render(values)
-            if len(html.encode()) > HTML_BUDGET:
+            fitted = len(html.encode()) > HTML_BUDGET
+            if fitted:
                 html = self._fit(digest, links)
             text = self._text.render(values)
             subject = self.subject(digest)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"rendering failed: {exc}") from None
-        return RenderedEmail(subject=subject, html=html, text=text)
+        return RenderedEmail(subject=subject, html=html, text=text), fitted
 
     def _fit(self, digest: Digest, links: Links) -> str:
         """Most full cards that fit, then compact cards, then the rest as links."""

@@ -15,7 +15,7 @@ from conftest import FIXTURES, REPO
     ("script", "args", "expect"),
     [
         ("collect.py", ["--items", "30"], "first collect"),
-        ("edition.py", ["--subscribers", "5"], "send via local aiosmtpd"),
+        ("send.py", ["--subscribers", "20", "--connections", "2"], "20 sent"),
         (
             "rank_scale.py",
             ["--subscribers", "300", "--papers", "60", "--topics", "4", "--repeat", "1"],

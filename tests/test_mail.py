@@ -13,7 +13,6 @@ from newsletter.mail import (
     header_safe,
     list_id_for,
     message_id,
-    to_bytes,
 )
 from newsletter.models import RenderedEmail
 
@@ -29,7 +28,7 @@ HEADERS = ListHeaders(
 def _message(
     subject: str = "Hello", name: str = "Reader", html: str = "<p>hi</p>", text: str = "hi"
 ) -> bytes:
-    msg = build_message(
+    return build_message(
         RenderedEmail(subject, html, text),
         to_name=name,
         to_addr="reader@example.org",
@@ -37,7 +36,6 @@ def _message(
         msg_id="<1.abc@example.org>",
         now=NOW,
     )
-    return to_bytes(msg)
 
 
 def test_required_headers_each_once() -> None:

@@ -18,9 +18,10 @@ from conftest import NOW, SECRET, write_config
 from newsletter.collect import collect, source_specs
 from newsletter.config import Config, load_config
 from newsletter.deliver import SMTPSender
+from newsletter.engine import DeliverySettings
 from newsletter.errors import TemplateError
 from newsletter.models import RunReport, Subscriber, SubscriberStatus
-from newsletter.pipeline import SendInterrupted, send_edition
+from newsletter.sending import SendContext, SendInterrupted, send_edition
 from newsletter.smtp_server import LocalSMTPServer, RecordingHandler
 from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
@@ -50,9 +51,25 @@ def _setup(
     return config, store
 
 
-def _send(config: Config, store: Store, port: int, now=NOW) -> RunReport:  # type: ignore[no-untyped-def]
-    sender = SMTPSender("127.0.0.1", port, timeout=5)
-    return asyncio.run(send_edition(config, store, sender, Signer([SECRET]), SECRET, now))
+def _send(  # type: ignore[no-untyped-def]
+    config: Config, store: Store, port: int, now=NOW, **settings
+) -> RunReport:
+    """One run with no in-run retries unless asked (they are tested in test_delivery)."""
+    options = {"connections": 2, "retries_per_run": 0, **settings}
+
+    def connect() -> SMTPSender:
+        return SMTPSender("127.0.0.1", port, timeout=5)
+
+    ctx = SendContext(
+        config,
+        store,
+        connect,
+        Signer([SECRET]),
+        SECRET,
+        now,
+        settings=DeliverySettings(**options),
+    )
+    return asyncio.run(send_edition(ctx))
 
 
 def _copies(server: LocalSMTPServer) -> Counter[str]:

@@ -118,7 +118,7 @@ def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
     assert row["status"] == "pending"
     assert store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW, 5)
     assert not store.claim(row["id"], "<m@x>", ["p1", "p2"], NOW, 5)  # already sending
-    store.mark_sent(row["id"], "250 ok", NOW)
+    store.mark_sent(row["id"], "250 ok", NOW, sub.id, edition, ["p1", "p2"])
     [row] = store.deliveries(edition)
     assert row["status"] == "sent" and row["attempts"] == 1 and row["message_id"] == "<m@x>"
     assert store.sent_paper_ids([sub.id], ["p1", "p2", "p3"]) == {sub.id: {"p1", "p2"}}
@@ -127,21 +127,21 @@ def test_claim_is_atomic_and_sent_records_papers(store: Store) -> None:
 def test_interrupted_sending_rows_become_uncertain_and_keep_message_id(store: Store) -> None:
     edition, row = _one_delivery(store)
     store.claim(row["id"], "<first@x>", [], NOW, 5)
-    assert store.recover_interrupted(edition, NOW) == 1
+    assert store.recover_interrupted(edition, NOW, exclusive=True) == 1
     [row] = store.deliveries(edition)
     assert row["status"] == DeliveryStatus.UNCERTAIN
     assert store.claim(row["id"], "<second@x>", [], NOW, 5)
     [row] = store.deliveries(edition)
     assert row["message_id"] == "<first@x>"  # a resend carries the same Message-ID
     # interrupted again: the row stays uncertain and is not sent a third time
-    assert store.recover_interrupted(edition, NOW) == 1
+    assert store.recover_interrupted(edition, NOW, exclusive=True) == 1
     assert not store.claim(row["id"], "<third@x>", [], NOW, 5)
 
 
 def test_release_restores_the_previous_state(store: Store) -> None:
     edition, row = _one_delivery(store)
     store.claim(row["id"], "<m@x>", [], NOW, 5)
-    store.recover_interrupted(edition, NOW)
+    store.recover_interrupted(edition, NOW, exclusive=True)
     assert store.claim(row["id"], "<m@x>", [], NOW, 5)
     store.release(row["id"], DeliveryStatus.UNCERTAIN, NOW)
     [row] = store.deliveries(edition)
@@ -221,6 +221,9 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         for column in ("doi", "comment", "journal_ref", "thumbnail_url", "organization"):
             conn.execute(f"ALTER TABLE papers DROP COLUMN {column}")
         conn.execute("ALTER TABLE deliveries DROP COLUMN ambiguous")
+        conn.execute("DROP INDEX ix_deliveries_sent_at")
+        conn.execute("DROP INDEX ix_deliveries_subscriber")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN lease_until")
         conn.execute("ALTER TABLE subscribers DROP COLUMN authors")
         conn.execute("ALTER TABLE subscribers DROP COLUMN exclude")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
@@ -241,3 +244,28 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         assert [
             v for (v,) in conn.execute("select version from schema_migrations order by 1")
         ] == list(range(1, LATEST + 1))
+
+
+def test_without_the_lock_only_expired_leases_are_recovered(store: Store) -> None:
+    edition, row = _one_delivery(store)
+    lease = NOW + timedelta(minutes=10)
+    assert store.claim(row["id"], "<m@x>", [], NOW, 5, lease)
+    # another process is mid-transaction on it: not an orphan yet
+    assert store.recover_interrupted(edition, NOW, exclusive=False) == 0
+    assert store.deliveries(edition)[0]["status"] == "sending"
+    assert store.recover_interrupted(edition, lease + timedelta(seconds=1), exclusive=False) == 1
+    assert store.deliveries(edition)[0]["status"] == "uncertain"
+
+
+def test_hard_bounces_suppress_at_the_threshold(store: Store) -> None:
+    _edition, row = _one_delivery(store)
+    sub_id = int(row["subscriber_id"])  # type: ignore[call-overload]
+    store.claim(row["id"], "<m@x>", [], NOW, 5)
+    assert not store.mark_bounced(row["id"], sub_id, "550 5.1.1 no", NOW, threshold=2)
+    assert store.subscriber(id=sub_id).status is SubscriberStatus.ACTIVE  # type: ignore[union-attr]
+    later = store.edition((NOW + timedelta(days=1)).date(), NOW)
+    store.plan_deliveries(later, [sub_id], NOW)
+    [row2] = store.deliveries(later)
+    store.claim(row2["id"], "<n@x>", [], NOW, 5)
+    assert store.mark_bounced(row2["id"], sub_id, "550 5.1.1 no", NOW, threshold=2)
+    assert store.subscriber(id=sub_id).status is SubscriberStatus.BOUNCED  # type: ignore[union-attr]

@@ -25,20 +25,28 @@ from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
 from newsletter.cli.subscribers import subscribers
-from newsletter.cli.tables import collect_table, digest_table, papers_table, report_table
+from newsletter.cli.tables import (
+    collect_table,
+    digest_table,
+    papers_table,
+    report_json,
+    report_table,
+)
 from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
-from newsletter.deliver import OutboxSender, SMTPSender
+from newsletter.deliver import OutboxSender
 from newsletter.errors import InputError, NewsletterError
 from newsletter.models import RunReport
-from newsletter.pipeline import (
-    SendInterrupted,
-    digests,
-    preview,
-    send_edition,
-)
+from newsletter.pipeline import digests, preview
 from newsletter.rank.semantic import Encoder, load_encoder
 from newsletter.runlock import RunLock
+from newsletter.sending import (
+    SendContext,
+    SendInterrupted,
+    dkim_signer,
+    send_edition,
+    smtp_connect,
+)
 from newsletter.store import Store
 from newsletter.subscriptions import Signer, normalise_email
 
@@ -253,36 +261,27 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
             rows = _collect(config, state.now, store)
             if not as_json:
                 collect_table(rows)
-        sender: Any
         if dry_run:
             assert out_dir is not None
-            sender = OutboxSender(out_dir)
+            outbox = OutboxSender(out_dir)
+            connect: Any = lambda: outbox  # noqa: E731
         else:
-            sender = SMTPSender(
-                config.smtp.host,
-                config.smtp.port,
-                security=config.smtp.security,
-                username=config.smtp.username,
-                password=config.smtp_password(),
-                timeout=config.smtp.timeout,
-            )
-        report = _run_send(config, store, sender, signer, secret, state.now, dry_run, as_json)
-    if as_json:
-        print(
-            json.dumps(
-                {
-                    "edition": report.edition_date.isoformat(),
-                    "dry_run": report.dry_run,
-                    "sent": report.sent,
-                    "failed": report.failed,
-                    "bounced": report.bounced,
-                    "skipped_empty": report.skipped_empty,
-                    "already_done": report.already_done,
-                    "pending": report.pending,
-                    "deliveries": report.rows,
-                }
-            )
+            connect = smtp_connect(config)
+        ctx = SendContext(
+            config,
+            store,
+            connect,
+            signer,
+            secret,
+            state.now,
+            dry_run=dry_run,
+            encoder=_encoder(config),
+            dkim=dkim_signer(config),
+            handle_signals=True,
         )
+        report = _run_send(ctx, as_json)
+    if as_json:
+        print(json.dumps(report_json(report)))
     else:
         report_table(report, "Dry run (nothing sent)" if dry_run else "Edition")
         if dry_run:
@@ -290,38 +289,18 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
     return report.exit_code
 
 
-def _run_send(
-    config: Config,
-    store: Store,
-    sender: Any,
-    signer: Signer,
-    secret: str,
-    now: datetime,
-    dry_run: bool,
-    quiet: bool,
-) -> RunReport:
+def _run_send(ctx: SendContext, quiet: bool) -> RunReport:
     with Progress(console=err, transient=True, disable=quiet) as progress:
         task = progress.add_task("sending", total=None)
 
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
+        ctx.progress = tick
         try:
-            return asyncio.run(
-                send_edition(
-                    config,
-                    store,
-                    sender,
-                    signer,
-                    secret,
-                    now,
-                    dry_run=dry_run,
-                    progress=tick,
-                    encoder=_encoder(config),
-                )
-            )
+            return asyncio.run(send_edition(ctx))
         except SendInterrupted as stop:
-            err.print(f"error: {stop.cause}")
+            err.print(Text(f"error: {stop.cause}"))
             return stop.report
 
 

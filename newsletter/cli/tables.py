@@ -57,21 +57,66 @@ def collect_table(rows: Sequence[CollectRow]) -> None:
 
 
 def report_table(report: RunReport, title: str) -> None:
-    print_table(
-        f"{title} · {report.edition_date.isoformat()}",
-        ("subscriber", "papers", "status", "detail"),
-        (
-            (str(r["subscriber"]), str(r["papers"]), str(r["status"]), str(r["detail"]))
-            for r in report.rows
-        ),
-    )
-    out.print(
-        Text(
-            f"sent {report.sent} · failed {report.failed} · bounced {report.bounced} · "
-            f"uncertain {report.uncertain} · nothing new {report.skipped_empty} · "
-            f"already done {report.already_done} · pending {report.pending}"
+    """The rows kept (every one on a small list, problems on a big one), then the totals."""
+    if report.rows:
+        print_table(
+            f"{title} · {report.edition_date.isoformat()}",
+            ("subscriber", "papers", "status", "detail"),
+            (
+                (str(r["subscriber"]), str(r["papers"]), str(r["status"]), str(r["detail"]))
+                for r in report.rows
+            ),
         )
+    if report.rows_omitted:
+        out.print(Text(f"({report.rows_omitted} more rows not shown; the counts cover all)"))
+    print_table(
+        "Totals",
+        (
+            "sent",
+            "failed",
+            "bounced",
+            "uncertain",
+            "pending",
+            "nothing new",
+            "already done",
+            "seconds",
+            "msgs/s",
+        ),
+        [
+            (
+                str(report.sent),
+                str(report.failed),
+                str(report.bounced),
+                str(report.uncertain),
+                str(report.pending),
+                str(report.skipped_empty),
+                str(report.already_done),
+                f"{report.seconds:.2f}",
+                f"{report.rate:.1f}",
+            )
+        ],
     )
+    if report.stopped:
+        out.print(Text("stopped by a signal: the rest is pending for the next run"))
+
+
+def report_json(report: RunReport) -> dict[str, object]:
+    return {
+        "edition": report.edition_date.isoformat(),
+        "dry_run": report.dry_run,
+        "sent": report.sent,
+        "failed": report.failed,
+        "bounced": report.bounced,
+        "uncertain": report.uncertain,
+        "pending": report.pending,
+        "skipped_empty": report.skipped_empty,
+        "already_done": report.already_done,
+        "seconds": round(report.seconds, 3),
+        "msgs_per_second": round(report.rate, 1),
+        "stopped": report.stopped,
+        "deliveries": report.rows,
+        "deliveries_omitted": report.rows_omitted,
+    }
 
 
 def digest_table(digest: Digest, explain: bool = False) -> None:

@@ -7,14 +7,74 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase, chunks
 
+# The per-message statements are built once with bind parameters: constructing them per
+# call cost more than the SQLite commit itself (about 1 ms against 0.1 ms).
+_d, _s = t.deliveries, t.subscribers
+_CLAIM = (
+    update(_d)
+    .where(
+        _d.c.id == bindparam("did"),
+        or_(
+            and_(
+                _d.c.status == DeliveryStatus.PENDING.value,
+                _d.c.attempts < bindparam("max_attempts"),
+            ),
+            and_(_d.c.status == DeliveryStatus.UNCERTAIN.value, _d.c.ambiguous <= 1),
+        ),
+        exists().where(_s.c.id == _d.c.subscriber_id, _s.c.status == SubscriberStatus.ACTIVE.value),
+    )
+    .values(
+        status=DeliveryStatus.SENDING.value,
+        attempts=_d.c.attempts + 1,
+        message_id=func.coalesce(_d.c.message_id, bindparam("mid")),
+        paper_ids=bindparam("pids"),
+        updated_at=bindparam("now"),
+        lease_until=bindparam("lease"),
+    )
+)
+_SENT = (
+    update(_d)
+    .where(_d.c.id == bindparam("did"))
+    .values(
+        status=DeliveryStatus.SENT.value,
+        last_reply=bindparam("reply"),
+        sent_at=bindparam("now"),
+        updated_at=bindparam("now"),
+        lease_until=None,
+    )
+)
+_MARK = (
+    update(_d)
+    .where(_d.c.id == bindparam("did"))
+    .values(
+        status=bindparam("status"),
+        last_reply=bindparam("reply"),
+        updated_at=bindparam("now"),
+        ambiguous=_d.c.ambiguous + bindparam("ambiguous"),
+        lease_until=None,
+    )
+)
+_RELEASE = (
+    update(_d)
+    .where(_d.c.id == bindparam("did"), _d.c.status == DeliveryStatus.SENDING.value)
+    .values(
+        status=bindparam("previous"),
+        attempts=_d.c.attempts - 1,
+        updated_at=bindparam("now"),
+        lease_until=None,
+    )
+)
+
 
 class LedgerStore(StoreBase):
+    _sent_insert: Any = None
+
     def edition(self, edition_date: date, now: datetime) -> int:
         """The edition's id, created on first use."""
         with self.engine.begin() as conn:
@@ -52,16 +112,21 @@ class LedgerStore(StoreBase):
             with self.engine.begin() as conn:
                 conn.execute(self._insert_ignore(t.deliveries), rows)
 
-    def recover_interrupted(self, edition_id: int, now: datetime) -> int:
+    def recover_interrupted(self, edition_id: int, now: datetime, *, exclusive: bool) -> int:
         """Rows left ``sending`` by a killed run may have been accepted: mark them uncertain.
 
-        Only safe under the run lock: no other process can be mid-transaction on them.
+        ``exclusive`` (the caller holds the run lock): every ``sending`` row is an orphan.
+        Otherwise another process may be mid-transaction, so only rows whose lease has run
+        out are taken.
         """
         d = t.deliveries
+        where = [d.c.edition_id == edition_id, d.c.status == DeliveryStatus.SENDING.value]
+        if not exclusive:
+            where.append(or_(d.c.lease_until.is_(None), d.c.lease_until < now.isoformat()))
         with self.engine.begin() as conn:
             res = conn.execute(
                 update(d)
-                .where(d.c.edition_id == edition_id, d.c.status == DeliveryStatus.SENDING.value)
+                .where(*where)
                 .values(
                     status=DeliveryStatus.UNCERTAIN.value,
                     ambiguous=d.c.ambiguous + 1,
@@ -70,6 +135,41 @@ class LedgerStore(StoreBase):
                 )
             )
         return int(res.rowcount)
+
+    def open_deliveries(
+        self, edition_id: int, after_id: int = 0, limit: int = 500
+    ) -> list[dict[str, Any]]:
+        """The next page of rows still to send (pending or uncertain), by id."""
+        d = t.deliveries
+        q = (
+            select(d)
+            .where(
+                d.c.edition_id == edition_id,
+                d.c.id > after_id,
+                d.c.status.in_((DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)),
+            )
+            .order_by(d.c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
+    def status_counts(self, edition_id: int) -> dict[str, int]:
+        d = t.deliveries
+        q = (
+            select(d.c.status, func.count())
+            .where(d.c.edition_id == edition_id)
+            .group_by(d.c.status)
+        )
+        with self.engine.connect() as conn:
+            return {status: int(n) for status, n in conn.execute(q)}
+
+    def sent_since(self, since: datetime) -> list[datetime]:
+        """When each message accepted since ``since`` went out (seeds the hourly cap)."""
+        d = t.deliveries
+        q = select(d.c.sent_at).where(d.c.sent_at >= since.isoformat())
+        with self.engine.connect() as conn:
+            return [datetime.fromisoformat(v) for (v,) in conn.execute(q)]
 
     def deliveries(self, edition_id: int) -> list[dict[str, Any]]:
         d = t.deliveries
@@ -88,93 +188,135 @@ class LedgerStore(StoreBase):
         paper_ids: Sequence[str],
         now: datetime,
         max_attempts: int,
+        lease_until: datetime | None = None,
     ) -> bool:
         """Atomically move a row to ``sending`` before the SMTP transaction; False if not ours.
 
         Claimable: pending rows under the attempt cap, and uncertain rows not yet resent (an
         uncertain row is resent once, with its Message-ID). The subscriber must still be
-        active at this moment: unsubscribing wins even mid-edition.
+        active at this moment: unsubscribing wins even mid-edition. The lease tells other
+        processes how long the claim holds.
         """
-        d, s = t.deliveries, t.subscribers
-        active = exists().where(
-            s.c.id == d.c.subscriber_id, s.c.status == SubscriberStatus.ACTIVE.value
-        )
-        claimable = or_(
-            and_(d.c.status == DeliveryStatus.PENDING.value, d.c.attempts < max_attempts),
-            and_(d.c.status == DeliveryStatus.UNCERTAIN.value, d.c.ambiguous <= 1),
-        )
         with self.engine.begin() as conn:
             res = conn.execute(
-                update(d)
-                .where(d.c.id == delivery_id, claimable, active)
-                .values(
-                    status=DeliveryStatus.SENDING.value,
-                    attempts=d.c.attempts + 1,
-                    message_id=func.coalesce(d.c.message_id, message_id),
-                    paper_ids=json.dumps(list(paper_ids)),
-                    updated_at=now.isoformat(),
-                )
+                _CLAIM,
+                {
+                    "did": delivery_id,
+                    "max_attempts": max_attempts,
+                    "mid": message_id,
+                    "pids": json.dumps(list(paper_ids)),
+                    "now": now.isoformat(),
+                    "lease": lease_until.isoformat() if lease_until else None,
+                },
             )
         return res.rowcount == 1
 
-    def mark_sent(self, delivery_id: int, reply: str, now: datetime) -> None:
+    def mark_sent(
+        self,
+        delivery_id: int,
+        reply: str,
+        now: datetime,
+        subscriber_id: int,
+        edition_id: int,
+        paper_ids: Sequence[str],
+    ) -> None:
         """Sent, and its papers recorded as sent to the subscriber, in one transaction."""
-        d = t.deliveries
         stamp = now.isoformat()
         with self.engine.begin() as conn:
-            row = conn.execute(
-                select(d.c.subscriber_id, d.c.edition_id, d.c.paper_ids).where(
-                    d.c.id == delivery_id
+            conn.execute(_SENT, {"did": delivery_id, "reply": reply[:1000], "now": stamp})
+            if paper_ids:
+                conn.execute(
+                    self._sent_papers_insert(),
+                    [
+                        {
+                            "subscriber_id": subscriber_id,
+                            "paper_id": pid,
+                            "edition_id": edition_id,
+                            "sent_at": stamp,
+                        }
+                        for pid in paper_ids
+                    ],
                 )
-            ).one()
+
+    def _sent_papers_insert(self) -> Any:
+        if self._sent_insert is None:
+            self._sent_insert = self._insert_ignore(t.sent_papers)
+        return self._sent_insert
+
+    def mark_bounced(
+        self, delivery_id: int, subscriber_id: int, reply: str, now: datetime, threshold: int
+    ) -> bool:
+        """A hard bounce: the row is ``bounced``; the subscriber is suppressed once their
+        bounces reach ``threshold``. True when they were."""
+        d, s = t.deliveries, t.subscribers
+        stamp = now.isoformat()
+        with self.engine.begin() as conn:
             conn.execute(
                 update(d)
                 .where(d.c.id == delivery_id)
                 .values(
-                    status=DeliveryStatus.SENT.value,
+                    status=DeliveryStatus.BOUNCED.value,
                     last_reply=reply[:1000],
-                    sent_at=stamp,
                     updated_at=stamp,
+                    lease_until=None,
                 )
             )
-            ids = json.loads(row.paper_ids)
-            if ids:
+            bounces = conn.execute(
+                select(func.count()).where(
+                    d.c.subscriber_id == subscriber_id,
+                    d.c.status == DeliveryStatus.BOUNCED.value,
+                )
+            ).scalar_one()
+            if bounces < threshold:
+                return False
+            conn.execute(
+                update(s)
+                .where(s.c.id == subscriber_id, s.c.status == SubscriberStatus.ACTIVE.value)
+                .values(
+                    status=SubscriberStatus.BOUNCED.value, unsubscribed_at=stamp, updated_at=stamp
+                )
+            )
+        return True
+
+    def skip(self, delivery_ids: Sequence[int], reason: str, now: datetime) -> None:
+        """Rows that will not be sent this edition (nothing new, left the list), in one go."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            for chunk in chunks(delivery_ids):
                 conn.execute(
-                    self._insert_ignore(t.sent_papers),
-                    [
-                        {
-                            "subscriber_id": row.subscriber_id,
-                            "paper_id": pid,
-                            "edition_id": row.edition_id,
-                            "sent_at": stamp,
-                        }
-                        for pid in ids
-                    ],
+                    update(d)
+                    .where(
+                        d.c.id.in_(chunk),
+                        d.c.status.in_(
+                            (DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)
+                        ),
+                    )
+                    .values(
+                        status=DeliveryStatus.SKIPPED.value,
+                        last_reply=reason,
+                        updated_at=now.isoformat(),
+                    )
                 )
 
     def mark(self, delivery_id: int, status: DeliveryStatus, reply: str, now: datetime) -> None:
         """Move a row to ``status`` with the server's reply (an ambiguous end counts once)."""
-        d = t.deliveries
-        values: dict[str, Any] = {
-            "status": status.value,
-            "last_reply": reply[:1000],
-            "updated_at": now.isoformat(),
-        }
-        if status is DeliveryStatus.UNCERTAIN:
-            values["ambiguous"] = d.c.ambiguous + 1
         with self.engine.begin() as conn:
-            conn.execute(update(d).where(d.c.id == delivery_id).values(**values))
+            conn.execute(
+                _MARK,
+                {
+                    "did": delivery_id,
+                    "status": status.value,
+                    "reply": reply[:1000],
+                    "now": now.isoformat(),
+                    "ambiguous": 1 if status is DeliveryStatus.UNCERTAIN else 0,
+                },
+            )
 
     def release(self, delivery_id: int, previous: DeliveryStatus, now: datetime) -> None:
         """Undo a claim whose transaction never started (server unreachable)."""
-        d = t.deliveries
         with self.engine.begin() as conn:
             conn.execute(
-                update(d)
-                .where(d.c.id == delivery_id, d.c.status == DeliveryStatus.SENDING.value)
-                .values(
-                    status=previous.value, attempts=d.c.attempts - 1, updated_at=now.isoformat()
-                )
+                _RELEASE, {"did": delivery_id, "previous": previous.value, "now": now.isoformat()}
             )
 
     def last_sent_dates(self, subscriber_ids: Sequence[int]) -> dict[int, date]:
@@ -199,13 +341,14 @@ class LedgerStore(StoreBase):
         """For each subscriber, which of ``paper_ids`` they were already sent."""
         sp = t.sent_papers
         out: dict[int, set[str]] = {}
-        if not paper_ids:
+        if not paper_ids or not subscriber_ids:
             return out
         with self.engine.connect() as conn:
-            for chunk in chunks(paper_ids):
-                for sid, pid in conn.execute(
-                    select(sp.c.subscriber_id, sp.c.paper_id).where(sp.c.paper_id.in_(chunk))
-                ):
-                    out.setdefault(sid, set()).add(pid)
-        wanted = set(subscriber_ids)
-        return {k: v for k, v in out.items() if k in wanted}
+            for subs in chunks(subscriber_ids):
+                for papers in chunks(paper_ids):
+                    q = select(sp.c.subscriber_id, sp.c.paper_id).where(
+                        sp.c.subscriber_id.in_(subs), sp.c.paper_id.in_(papers)
+                    )
+                    for sid, pid in conn.execute(q):
+                        out.setdefault(sid, set()).add(pid)
+        return out

@@ -58,6 +58,14 @@ def _paper_details_and_source_state(conn: Connection) -> None:
     )
 
 
+def _delivery_leases(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE deliveries ADD COLUMN lease_until VARCHAR(40)"))
+    conn.execute(text("CREATE INDEX ix_deliveries_sent_at ON deliveries (sent_at)"))
+    conn.execute(
+        text("CREATE INDEX ix_deliveries_subscriber ON deliveries (subscriber_id, status)")
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
     (
@@ -65,6 +73,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
         "paper details (doi, comment, journal ref, thumbnail, organization); source state",
         _paper_details_and_source_state,
     ),
+    (3, "delivery leases; indexes for the hourly cap and bounce counts", _delivery_leases),
 ]
 
 LATEST = MIGRATIONS[-1][0]

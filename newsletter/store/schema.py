@@ -123,8 +123,11 @@ deliveries = Table(
     Column("created_at", String(40), nullable=False),
     Column("updated_at", String(40), nullable=False),
     Column("sent_at", String(40)),
+    Column("lease_until", String(40)),
     UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
     Index("ix_deliveries_status", "edition_id", "status"),
+    Index("ix_deliveries_sent_at", "sent_at"),
+    Index("ix_deliveries_subscriber", "subscriber_id", "status"),
 )
 
 sent_papers = Table(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from newsletter.models import (
     SubscriberStatus,
 )
 from newsletter.store import schema as t
-from newsletter.store.base import StoreBase
+from newsletter.store.base import StoreBase, chunks
 
 
 class SubscriberStore(StoreBase):
@@ -119,6 +120,35 @@ class SubscriberStore(StoreBase):
             q = q.where(t.subscribers.c.status == status.value)
         with self.engine.connect() as conn:
             return [_subscriber(r) for r in conn.execute(q).mappings()]
+
+    def subscriber_pages(
+        self, status: SubscriberStatus, size: int = 1000
+    ) -> Iterator[list[Subscriber]]:
+        """Subscribers in ``status`` a page at a time, by id, so a big list is never all in
+        memory."""
+        after = 0
+        while True:
+            q = (
+                select(t.subscribers)
+                .where(t.subscribers.c.status == status.value, t.subscribers.c.id > after)
+                .order_by(t.subscribers.c.id)
+                .limit(size)
+            )
+            with self.engine.connect() as conn:
+                page = [_subscriber(r) for r in conn.execute(q).mappings()]
+            if not page:
+                return
+            yield page
+            after = page[-1].id
+
+    def subscribers_by_id(self, ids: Sequence[int]) -> dict[int, Subscriber]:
+        out: dict[int, Subscriber] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(ids):
+                q = select(t.subscribers).where(t.subscribers.c.id.in_(chunk))
+                for r in conn.execute(q).mappings():
+                    out[r["id"]] = _subscriber(r)
+        return out
 
     def subscriber(self, *, email: str | None = None, id: int | None = None) -> Subscriber | None:
         col, value = (
