@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
@@ -28,11 +29,32 @@ class Received:
 
 @dataclass
 class RecordingHandler:
-    """Accepts every message and keeps it; ``reject`` maps an address to a reply to give."""
+    """Accepts every message and keeps it, unless told to misbehave (tests inject faults):
+
+    ``reject`` maps an address to the reply RCPT gets; ``temporary`` to how many more times
+    RCPT answers 451 before it accepts; ``drop_after_data`` keeps the message but hangs up
+    before the 250; ``delay`` seconds pass before each 250 (a slow server).
+    """
 
     received: list[Received] = field(default_factory=list)
     reject: dict[str, str] = field(default_factory=dict)
-    drop_after_data: set[str] = field(default_factory=set)  # keep the message, then hang up
+    temporary: dict[str, int] = field(default_factory=dict)
+    drop_after_data: set[str] = field(default_factory=set)
+    delay: float = 0.0
+    accepted_at: list[float] = field(default_factory=list)  # monotonic time of each 250
+    sessions: int = 0  # EHLOs seen: one per connection
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        self.sessions += 1
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self,
@@ -44,12 +66,18 @@ class RecordingHandler:
     ) -> str:
         if address in self.reject:
             return self.reject[address]
+        if self.temporary.get(address, 0) > 0:
+            self.temporary[address] -= 1
+            return "451 4.3.0 Temporary failure, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         data = envelope.original_content or b""
         self.received.append(Received(str(envelope.mail_from), tuple(envelope.rcpt_tos), data))
+        self.accepted_at.append(time.monotonic())
         # the ambiguous case: the message is kept, but no 250 reaches the client
         if self.drop_after_data & set(envelope.rcpt_tos) and server.transport is not None:
             server.transport.close()

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from newsletter.cli import run
+from newsletter.collect import collect, source_specs
+from newsletter.config import Config, load_config
+from newsletter.deliver import SMTPSender
+from newsletter.engine import DeliverySettings
+from newsletter.models import RunReport, Subscriber
 from newsletter.resources import bundled, sample_dir
+from newsletter.sending import SendContext, send_edition
 from newsletter.smtp_server import LocalSMTPServer
+from newsletter.sources.fetch import HttpFetcher
+from newsletter.store import Store
+from newsletter.subscriptions import Signer
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
@@ -40,6 +50,7 @@ def write_config(
     *,
     sources: str | None = None,
     newsletter_extra: str = "",
+    extra: str = "",
 ) -> Path:
     """A config using the bundled sample feeds, a database in tmp_path and the given SMTP port."""
     sample = sample_dir()
@@ -74,6 +85,7 @@ port = {smtp_port}
 timeout = 5
 {sources}
 {topics}
+{extra}
 """,
         encoding="utf-8",
     )
@@ -99,3 +111,55 @@ def cli(capsys: pytest.CaptureFixture[str]) -> CLI:
 @pytest.fixture
 def demo_roster() -> Path:
     return bundled("subscribers") / "demo.toml"
+
+
+def setup_edition(
+    tmp_path: Path,
+    port: int,
+    people: Mapping[str, tuple[str, ...]],
+    *,
+    newsletter_extra: str = "",
+    extra: str = "",
+) -> tuple[Config, Store]:
+    """A config on the sample feeds, these subscribers, and the sample collected at NOW."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    path = write_config(tmp_path, port, newsletter_extra=newsletter_extra, extra=extra)
+    config = load_config(path)
+    store = Store.open(config.database_url())
+    for email, topics in people.items():
+        store.upsert_subscriber(Subscriber(0, email, topics=topics), NOW)
+    fetcher = HttpFetcher()
+    collect(store, source_specs(config), fetcher, NOW)
+    fetcher.close()
+    return config, store
+
+
+def send_once(
+    config: Config,
+    store: Store,
+    port: int,
+    now: datetime = NOW,
+    timeout: float = 5,
+    **settings: object,
+) -> RunReport:
+    """One ``send_edition`` run through 127.0.0.1:port with these delivery settings."""
+    options: dict[str, object] = {"connections": 2, "retry_base": 0.01, **settings}
+
+    def connect() -> SMTPSender:
+        return SMTPSender(
+            "127.0.0.1",
+            port,
+            timeout=timeout,
+            max_per_connection=int(options.get("max_per_connection", 100)),  # type: ignore[call-overload]
+        )
+
+    ctx = SendContext(
+        config,
+        store,
+        connect,
+        Signer([SECRET]),
+        SECRET,
+        now,
+        settings=DeliverySettings(**options),  # type: ignore[arg-type]
+    )
+    return asyncio.run(send_edition(ctx))

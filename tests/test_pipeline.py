@@ -6,7 +6,6 @@ then audits what the server accepted against the ledger.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from datetime import timedelta
 from email import message_from_bytes
@@ -14,18 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NOW, SECRET, write_config
-from newsletter.collect import collect, source_specs
-from newsletter.config import Config, load_config
-from newsletter.deliver import SMTPSender
-from newsletter.engine import DeliverySettings
+from conftest import NOW, send_once, setup_edition
+from newsletter.config import Config
 from newsletter.errors import TemplateError
 from newsletter.models import RunReport, Subscriber, SubscriberStatus
-from newsletter.sending import SendContext, SendInterrupted, send_edition
+from newsletter.sending import SendInterrupted
 from newsletter.smtp_server import LocalSMTPServer, RecordingHandler
-from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
-from newsletter.subscriptions import Signer
 
 PEOPLE = {
     "ada@example.org": ("llm",),
@@ -40,36 +34,14 @@ def _setup(
     people: dict[str, tuple[str, ...]] = PEOPLE,
     newsletter_extra: str = "",
 ) -> tuple[Config, Store]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    config = load_config(write_config(tmp_path, port, newsletter_extra=newsletter_extra))
-    store = Store.open(config.database_url())
-    for email, topics in people.items():
-        store.upsert_subscriber(Subscriber(0, email, topics=topics), NOW)
-    fetcher = HttpFetcher()
-    collect(store, source_specs(config), fetcher, NOW)
-    fetcher.close()
-    return config, store
+    return setup_edition(tmp_path, port, people, newsletter_extra=newsletter_extra)
 
 
 def _send(  # type: ignore[no-untyped-def]
     config: Config, store: Store, port: int, now=NOW, **settings
 ) -> RunReport:
     """One run with no in-run retries unless asked (they are tested in test_delivery)."""
-    options = {"connections": 2, "retries_per_run": 0, **settings}
-
-    def connect() -> SMTPSender:
-        return SMTPSender("127.0.0.1", port, timeout=5)
-
-    ctx = SendContext(
-        config,
-        store,
-        connect,
-        Signer([SECRET]),
-        SECRET,
-        now,
-        settings=DeliverySettings(**options),
-    )
-    return asyncio.run(send_edition(ctx))
+    return send_once(config, store, port, now, **{"retries_per_run": 0, **settings})
 
 
 def _copies(server: LocalSMTPServer) -> Counter[str]:
