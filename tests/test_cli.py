@@ -53,6 +53,10 @@ def test_send_delivers_once_per_edition(
     assert code == 0, err
     report = json.loads(out.strip().splitlines()[-1])
     assert report["sent"] == 5
+    assert {k: report[k] for k in ("failed", "bounced", "uncertain", "pending")} == dict.fromkeys(
+        ("failed", "bounced", "uncertain", "pending"), 0
+    )
+    assert report["seconds"] > 0 and report["msgs_per_second"] > 0
     assert len(smtp_server.received) == 5
     for r in smtp_server.received:
         assert len(r.rcpt_tos) == 1
@@ -545,3 +549,17 @@ def test_unsubscribe_from_mail(
     forged.write_bytes(b"From: ada@example.org\r\nSubject: unsubscribe\r\n\r\nplease\r\n")
     code, _, err = cli("--config", config, "unsubscribe", "--from-mail", forged)
     assert code == 1 and "no unsubscribe token" in err
+
+
+def test_send_ends_with_the_totals_table(
+    cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer, demo_roster: Path
+) -> None:
+    smtp_server.handler.reject["ada@example.org"] = "550 5.1.1 no such user"
+    config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
+    code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "send")
+    assert code == 0  # a bounce is an outcome, not something left to do
+    totals = out[out.index("Totals") :]
+    for name, value in (("sent", "4"), ("failed", "0"), ("bounced", "1"), ("pending", "0")):
+        assert re.search(rf"│ {name}\s*│\s*{value} │", totals), totals
+    assert re.search(r"│ msgs/s\s*│\s*[\d.]+ │", totals) and "seconds" in totals
+    assert "ada@example.org" in out and "bounced" in out

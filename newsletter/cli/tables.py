@@ -69,33 +69,18 @@ def report_table(report: RunReport, title: str) -> None:
         )
     if report.rows_omitted:
         out.print(Text(f"({report.rows_omitted} more rows not shown; the counts cover all)"))
-    print_table(
-        "Totals",
-        (
-            "sent",
-            "failed",
-            "bounced",
-            "uncertain",
-            "pending",
-            "nothing new",
-            "already done",
-            "seconds",
-            "msgs/s",
-        ),
-        [
-            (
-                str(report.sent),
-                str(report.failed),
-                str(report.bounced),
-                str(report.uncertain),
-                str(report.pending),
-                str(report.skipped_empty),
-                str(report.already_done),
-                f"{report.seconds:.2f}",
-                f"{report.rate:.1f}",
-            )
-        ],
-    )
+    totals = [
+        ("sent", str(report.sent)),
+        ("failed", str(report.failed)),
+        ("bounced", str(report.bounced)),
+        ("uncertain", str(report.uncertain)),
+        ("pending", str(report.pending)),
+        ("nothing new", str(report.skipped_empty)),
+        ("already done", str(report.already_done)),
+        ("seconds", f"{report.seconds:.2f}"),
+        ("msgs/s", f"{report.rate:.1f}"),
+    ]
+    print_table("Totals", ("", "count"), totals, numeric=("count",))
     if report.stopped:
         out.print(Text("stopped by a signal: the rest is pending for the next run"))
 
