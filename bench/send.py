@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import resource
 import shutil
 import socket
@@ -30,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from newsletter.collect import collect, source_specs
+from newsletter.config import SourceConfig
 from newsletter.deliver import Sender, SMTPSender
 from newsletter.demo import demo_config
 from newsletter.engine import DeliverySettings
@@ -40,6 +42,9 @@ from newsletter.sources.fetch import HttpFetcher
 from newsletter.store import Store
 from newsletter.store import schema as t
 from newsletter.subscriptions import Signer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from collect import generate
 
 SECRET = "bench-secret-0123456789"
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
@@ -156,9 +161,22 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=10_000)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--max-papers", type=int, default=10)
+    parser.add_argument(
+        "--papers",
+        type=int,
+        default=0,
+        help="generate this many papers (bench/collect.py's feed) instead of the sample; "
+        "with --max-papers 40 the messages are about 87 KB",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sink() as (port, server_name):
         config = demo_config(Path(tmp) / "bench.db", port)
+        if args.papers:
+            feed = Path(tmp) / "feed.xml"
+            feed.write_bytes(generate(args.papers, random.Random(7)))
+            config = config.model_copy(
+                update={"sources": [SourceConfig(name="bench", kind="arxiv-rss", url=str(feed))]}
+            )
         config = config.model_copy(
             update={
                 "digest": config.digest.model_copy(update={"max_papers": args.max_papers}),

@@ -213,8 +213,9 @@ class Config(_Strict):
     @field_validator("dkim")
     @classmethod
     def _dkim_complete(cls, value: DkimSection) -> DkimSection:
-        if value.key_file and not (value.selector and value.domain):
-            raise ValueError("key_file needs selector and domain too")
+        given = [value.selector, value.domain, value.key_file]
+        if any(given) and not all(given):
+            raise ValueError("selector, domain and key_file go together: set all three or none")
         return value
 
     @field_validator("sources")

@@ -21,19 +21,23 @@ _PROBE = (
 
 
 class DkimSigner:
-    """Prepends a ``DKIM-Signature`` (rsa-sha256 or ed25519, relaxed/relaxed)."""
+    """Prepends a ``DKIM-Signature`` (rsa-sha256, relaxed/relaxed).
+
+    Every signed header is listed twice in ``h=`` (oversigning): a header added in transit,
+    such as a second List-Unsubscribe, then breaks the signature instead of riding on it.
+    """
 
     def __init__(self, selector: str, domain: str, key: bytes, headers: Sequence[str]) -> None:
         self.selector = selector.encode("ascii")
         self.domain = domain.encode("ascii")
         self.key = key
-        self.headers = [h.encode("ascii") for h in headers]
-        self.algorithm = b"ed25519-sha256" if b"BEGIN" not in key else b"rsa-sha256"
+        self.headers = [h.encode("ascii") for h in headers] * 2
         try:
             self.sign(_PROBE)
         except (dkim.DKIMException, ValueError, IndexError) as exc:
             raise ConfigError(
-                f"dkim.key_file: the key cannot sign ({exc.__class__.__name__}: {exc})",
+                f"dkim.key_file: the key cannot sign "
+                f"({exc.__class__.__name__}: {' '.join(str(exc).split())[:200]})",
                 hint="expected a PEM RSA private key, e.g. from openssl genrsa -out dkim.pem 2048",
             ) from None
 
@@ -44,7 +48,7 @@ class DkimSigner:
             self.domain,
             self.key,
             canonicalize=(b"relaxed", b"relaxed"),
-            signature_algorithm=self.algorithm,
+            signature_algorithm=b"rsa-sha256",
             include_headers=self.headers,
             linesep=b"\r\n",
         )

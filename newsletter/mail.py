@@ -67,19 +67,27 @@ def list_id_for(name: str, domain: str) -> str:
     return f"{header_safe(name)} <{slug}.{domain}>"
 
 
-def encoded_words(text: str) -> list[str]:
-    """RFC 2047 B-encoded words for non-ASCII text, split on character boundaries."""
+def encoded_words(text: str, first: int = _WORD_BYTES) -> list[str]:
+    """RFC 2047 B-encoded words for non-ASCII text, split on character boundaries; the
+    first carries at most ``first`` bytes (room left on the header's first line)."""
     words: list[str] = []
     chunk = bytearray()
+    room = first
     for char in text:
         raw = char.encode("utf-8")
-        if len(chunk) + len(raw) > _WORD_BYTES:
+        if chunk and len(chunk) + len(raw) > room:
             words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
             chunk.clear()
+            room = _WORD_BYTES
         chunk += raw
     if chunk:
         words.append(f"=?utf-8?b?{base64.b64encode(chunk).decode('ascii')}?=")
     return words
+
+
+def _first_room(name: str) -> int:
+    """Bytes the first encoded-word after ``Name: `` may carry and stay within 76 columns."""
+    return max(3, (76 - len(name) - 2 - 12) // 4 * 3)
 
 
 def _fold(name: str, tokens: list[str], sep: str = " ") -> str:
@@ -102,16 +110,16 @@ def unstructured(name: str, value: str, limit: int = 900) -> str:
     value = header_safe(value, limit)
     if value.isascii():
         return _fold(name, [w for w in value.split(" ") if w] or [""])
-    return _fold(name, encoded_words(value))
+    return _fold(name, encoded_words(value, _first_room(name)))
 
 
-def phrase(display_name: str) -> list[str]:
+def phrase(display_name: str, first: int = _WORD_BYTES) -> list[str]:
     """A display name as header tokens: atoms, a quoted string, or encoded-words."""
     name = header_safe(display_name, 200)
     if not name:
         return []
     if not name.isascii():
-        return encoded_words(name)
+        return encoded_words(name, first)
     if _SPECIALS.search(name):
         return ['"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"']
     return name.split()
@@ -123,14 +131,15 @@ def address_header(name: str, display_name: str, addr: str) -> str:
     A non-ASCII address is written as UTF-8 (RFC 6532); it travels only with SMTPUTF8.
     """
     spec = re.sub(r"[\s<>]", "", header_safe(addr, 320))
-    return _fold(name, [*phrase(display_name), f"<{spec}>"])
+    return _fold(name, [*phrase(display_name, _first_room(name)), f"<{spec}>"])
 
 
 def list_id_header(list_id: str) -> str:
     label, _, ident = header_safe(list_id).rpartition("<")
     if not label and not ident.endswith(">"):
         return _fold("List-Id", [f"<{ident.strip('<> ')}>"])
-    return _fold("List-Id", [*phrase(label.strip()), f"<{ident.rstrip('> ')}>"])
+    tokens = phrase(label.strip(), _first_room("List-Id"))
+    return _fold("List-Id", [*tokens, f"<{ident.rstrip('> ')}>"])
 
 
 @lru_cache(maxsize=8)

@@ -33,6 +33,7 @@ TEXT_TEMPLATE = "digest.txt.j2"
 CONFIRM_HTML = "confirm.mjml.j2"
 CONFIRM_TEXT = "confirm.txt.j2"
 HTML_BUDGET = 100 * 1024
+SIZING_LINK = "https://" + "x" * 292  # what each personal link counts for in the budget
 DEFAULT_SUBJECT = "{{ top }}{% if more %} + {{ more }} more{% endif %}"
 
 log = logging.getLogger(__name__)
@@ -329,63 +330,70 @@ class Renderer:
                 "archive": links.archive,
                 "preferences": links.preferences,
             }
-            out = shared.personalise(values, self._marks, HTML_BUDGET) if shared else None
+            out = (
+                shared.personalise(values, self._marks, 2 * HTML_BUDGET)
+                if shared is not None
+                else None
+            )
             if out is not None:
                 if not self._verified:
                     self._verify(digest, links, *out)
                 if self._cache_ok:
                     return out
-        return self._render_full(digest, links)[0], None
+        return self._render_full(digest, links), None
 
-    def _shared(self, digest: Digest, has_prefs: bool) -> SharedRender | None:
-        """The digest rendered with placeholder links; None when it needed fitting to the
-        size budget (the fit depends on the real links' lengths)."""
+    def _shared(self, digest: Digest, has_prefs: bool) -> SharedRender:
+        """The digest rendered once with placeholder links."""
         m = self._marks
-        email, fitted = self._render_full(
+        email = self._render_full(
             digest, Links(m.unsubscribe, m.archive, m.preferences if has_prefs else "")
         )
-        return None if fitted else SharedRender.build(email.subject, email.html, email.text, m)
+        return SharedRender.build(email.subject, email.html, email.text, m)
 
     def _verify(self, digest: Digest, links: Links, email: RenderedEmail, html_qp: bytes) -> None:
         """Once per renderer: the shared path must give exactly the full render, else (a
         template that transforms the links) every message is rendered in full."""
-        full = self._render_full(digest, links)[0]
+        full = self._render_full(digest, links)
         same = full == email and binascii.a2b_qp(html_qp) == crlf(full.html).encode()
         self._cache_ok, self._verified = same, True
         if not same:
             log.warning("templates transform the links: rendering each message in full")
 
-    def _render_full(self, digest: Digest, links: Links) -> tuple[RenderedEmail, bool]:
+    def _render_full(self, digest: Digest, links: Links) -> RenderedEmail:
         try:
             values = self.context(digest, links)
-            html = self._html.render(values)
-            fitted = len(html.encode()) > HTML_BUDGET
-            if fitted:
-                html = self._fit(digest, links)
+            layout = self._layout(digest)
+            html = self._html.render(self.context(digest, links, *layout) if layout else values)
             text = self._text.render(values)
             subject = self.subject(digest)
         except jinja2.TemplateError as exc:
             raise TemplateError(f"rendering failed: {exc}") from None
-        return RenderedEmail(subject=subject, html=html, text=text), fitted
+        return RenderedEmail(subject=subject, html=html, text=text)
 
-    def _fit(self, digest: Digest, links: Links) -> str:
-        """Most full cards that fit, then compact cards, then the rest as links."""
+    def _layout(self, digest: Digest) -> tuple[int, int, int | None] | None:
+        """None when every card fits the budget, else (full cards, compact cards, listed
+        links): most full cards that fit, then compact cards, then the rest as links.
 
-        def html(full: int, compact: int) -> str:
-            return str(self._html.render(self.context(digest, links, full, compact)))
+        Sized with every link counted at ``SIZING_LINK``'s length, so the layout depends on
+        the digest alone, not on a subscriber's links: one layout for everyone who shares
+        the digest, which is what lets it be rendered once.
+        """
+        sizing = Links(SIZING_LINK, SIZING_LINK, SIZING_LINK)
 
+        def fits(full: int | None, compact: int | None, listed: int | None = None) -> bool:
+            html = self._html.render(self.context(digest, sizing, full, compact, listed))
+            return len(html.encode()) <= HTML_BUDGET
+
+        if fits(None, None):
+            return None
         n = len(digest.items)
-        full = _most(lambda f: html(f, n - f), n)  # full cards, the rest compact
+        full = _most(lambda f: fits(f, n - f), n)  # full cards, the rest compact
         if full >= 0:
-            return html(full, n - full)
-        compact = _most(lambda c: html(0, c), n)  # compact cards, the rest links
+            return full, n - full, None
+        compact = _most(lambda c: fits(0, c), n)  # compact cards, the rest links
         if compact >= 0:
-            return html(0, compact)
-
-        def listed(k: int) -> str:  # no cards; k links with short titles, the rest counted
-            return str(self._html.render(self.context(digest, links, 0, 0, k)))
-
-        return listed(max(0, _most(listed, n)))
+            return 0, compact, None
+        return 0, 0, max(0, _most(lambda k: fits(0, 0, k), n))
 
     def render_confirmation(self, confirm_url: str) -> RenderedEmail:
         """The double opt-in email: no text from the sign-up form, only our own words."""
@@ -408,12 +416,12 @@ def _short(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _most(render: Any, n: int) -> int:
-    """The largest k in [0, n] whose rendering fits the budget (binary search), or -1."""
+def _most(fits: Any, n: int) -> int:
+    """The largest k in [0, n] for which ``fits(k)`` (binary search), or -1."""
     lo, hi, best = 0, n, -1
     while lo <= hi:
         mid = (lo + hi) // 2
-        if len(render(mid).encode()) <= HTML_BUDGET:
+        if fits(mid):
             best, lo = mid, mid + 1
         else:
             hi = mid - 1

@@ -39,10 +39,31 @@ def qp(text: str) -> bytes:
     """Quoted-printable in C (``binascii``) for CRLF text; lines of at most 76 characters.
 
     ``b2a_qp`` ends its soft line breaks as the input's first line does, LF when the input
-    has none, so those are made CRLF here.
+    has none, so those are made CRLF here; and it can leave a 77-character line when it
+    encodes trailing whitespace (``=20``) after its length check, so such lines are split.
     """
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
-    return encoded if "\n" in text else encoded.replace(b"\n", b"\r\n")
+    if "\n" not in text:
+        encoded = encoded.replace(b"\n", b"\r\n")
+    if _LONG_LINE.search(encoded):
+        encoded = b"\r\n".join(_split_long(line) for line in encoded.split(b"\r\n"))
+    return encoded
+
+
+_LONG_LINE = re.compile(rb"[^\r\n]{77}")
+
+
+def _split_long(line: bytes) -> bytes:
+    """A QP line of more than 76 characters as soft-broken lines of at most 76."""
+    out = []
+    while len(line) > 76:
+        cut = 75
+        while b"=" in line[cut - 2 : cut]:  # never split an =XX escape
+            cut -= 1
+        out.append(line[:cut] + b"=")
+        line = line[cut:]
+    out.append(line)
+    return b"\r\n".join(out)
 
 
 def qp_open(text: str) -> bytes:

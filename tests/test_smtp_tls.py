@@ -134,14 +134,21 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         server = self._server
-        if server is not None:
+        assert server is not None
 
-            async def close() -> None:
-                server.close()
+        async def close() -> None:
+            server.close()
+            # connections still open (a failed handshake, say): end their session tasks
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await server.wait_closed()
 
-            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        self._loop.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -316,12 +316,21 @@ class RankResult:
         self._index = index
         self._profile_of = profile_of
         self._picks = picks
+        # subscribers who share a profile and picks share their items (and reasons)
+        self._items: dict[tuple[int, bytes], list[DigestItem]] = {}
 
     def items(self, subscriber_id: int) -> list[DigestItem]:
-        r = self._ranker
         i = self._index[subscriber_id]
         row = int(self._profile_of[i])
-        key, cols = r._row_keys[row], self._picks[i]
+        memo = (row, self._picks[i].tobytes())
+        cached = self._items.get(memo)
+        if cached is None:
+            cached = self._items[memo] = self._make_items(row, self._picks[i])
+        return list(cached)
+
+    def _make_items(self, row: int, cols: npt.NDArray[np.int32]) -> list[DigestItem]:
+        r = self._ranker
+        key = r._row_keys[row]
         out = []
         for col in (int(c) for c in cols if c >= 0):
             t = int(r._best[row, col])
