@@ -288,17 +288,22 @@ class Engine:
         return step * (0.5 + 0.5 * self.rng.random())
 
     def _retry_later(self, job: Job, n: int) -> None:
+        """Put the job back after the backoff; if the run stops first (the task may be
+        cancelled before it even starts), the job is settled as left for the next run."""
+        queued = False
+
         async def later() -> None:
-            try:
-                await asyncio.sleep(self.backoff(n))
-            except asyncio.CancelledError:
+            nonlocal queued
+            await asyncio.sleep(self.backoff(n))
+            if not self.stopping:
+                await self._queue.put(job)
+                queued = True
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._state.retry_tasks.discard(task)
+            if not queued:
                 self._settle(job, Outcome("retry", "run stopped before the retry"))
-                return
-            if self.stopping:
-                self._settle(job, Outcome("retry", "run stopped before the retry"))
-                return
-            await self._queue.put(job)
 
         task = asyncio.create_task(later())
         self._state.retry_tasks.add(task)
-        task.add_done_callback(self._state.retry_tasks.discard)
+        task.add_done_callback(done)

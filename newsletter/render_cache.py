@@ -45,12 +45,9 @@ def qp(text: str) -> bytes:
     encoded = binascii.b2a_qp(text.encode("utf-8"), istext=True)
     if "\n" not in text:
         encoded = encoded.replace(b"\n", b"\r\n")
-    if _LONG_LINE.search(encoded):
+    if b"=20\r\n" in encoded or b"=09\r\n" in encoded or encoded.endswith((b"=20", b"=09")):
         encoded = b"\r\n".join(_split_long(line) for line in encoded.split(b"\r\n"))
     return encoded
-
-
-_LONG_LINE = re.compile(rb"[^\r\n]{77}")
 
 
 def _split_long(line: bytes) -> bytes:

@@ -84,6 +84,8 @@ class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore):
         return Store(copy)
 
     def close(self) -> None:
+        if self._hot is not None:
+            self._hot.close()
         self.engine.dispose()
 
     def counts(self) -> dict[str, int]:
