@@ -34,8 +34,12 @@ needs_fixtures = pytest.mark.skipif(
 
 @pytest.fixture
 def smtp_server() -> Iterator[LocalSMTPServer]:
+    """A recording server; whatever a test sent through it must be standards-clean."""
+    from smtp_faults import assert_conformant
+
     with LocalSMTPServer() as server:
         yield server
+    assert_conformant(server.received)
 
 
 @pytest.fixture(autouse=True)
