@@ -218,6 +218,16 @@ class Config(_Strict):
             raise ValueError("selector, domain and key_file go together: set all three or none")
         return value
 
+    @model_validator(mode="after")
+    def _lease_outlasts_a_transaction(self) -> Config:
+        longest = self.smtp.data_timeout + 4 * self.smtp.timeout
+        if self.delivery.lease_seconds < longest:
+            raise ValueError(
+                f"delivery.lease_seconds ({self.delivery.lease_seconds:g}) must exceed one "
+                f"transaction's longest wait, smtp.data_timeout + 4 x smtp.timeout ({longest:g})"
+            )
+        return self
+
     @field_validator("sources")
     @classmethod
     def _unique_sources(cls, value: list[SourceConfig]) -> list[SourceConfig]:

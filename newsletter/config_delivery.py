@@ -35,6 +35,7 @@ class SMTPSection(Strict):
     password_env: str | None = None
     password_file: str | None = None
     timeout: float = Field(default=30.0, gt=0)
+    data_timeout: float = Field(default=600.0, gt=0)
     ca_file: str | None = None
     envelope_from: str | None = None
 
@@ -52,7 +53,7 @@ class DeliverySection(Strict):
     max_attempts: int = Field(default=5, ge=1, le=100)
     max_connection_failures: int = Field(default=3, ge=1)
     bounce_after: int = Field(default=1, ge=1)
-    lease_seconds: float = Field(default=600.0, ge=10)
+    lease_seconds: float = Field(default=900.0, ge=10)
 
     def settings(self) -> DeliverySettings:
         return DeliverySettings(

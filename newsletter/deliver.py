@@ -52,11 +52,17 @@ class _SMTP(aiosmtplib.SMTP):
     library's own path.
     """
 
+    content_sent = False  # set once the message content is on its way (for ambiguity)
+
     async def data(  # type: ignore[override]
-        self, message: str | bytes, /, *, timeout: float | None = None
+        self, message: str | bytes, /, *, timeout: float | None = None, final: float | None = None
     ) -> aiosmtplib.SMTPResponse:
+        """DATA; ``final`` is how long to wait for the reply after the content (RFC 5321
+        suggests 10 minutes: relays scan messages before they answer)."""
+        self.content_sent = False
         if isinstance(message, str) or not _clean_crlf(message) or self.protocol is None:
-            return await super().data(message, timeout=timeout or self.timeout)
+            self.content_sent = True  # the library's path: no way to tell the stage
+            return await super().data(message, timeout=final or timeout or self.timeout)
         protocol = self.protocol
         wait = timeout or self.timeout
         try:
@@ -71,7 +77,8 @@ class _SMTP(aiosmtplib.SMTP):
                 failpoints.crash()
             # write and read without an await between them: the reply cannot be missed
             protocol.write(stuffed + b".\r\n")
-            response = await protocol.read_response(timeout=wait)
+            self.content_sent = True
+            response = await protocol.read_response(timeout=final or wait)
         except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
             self.close()
             raise
@@ -108,6 +115,7 @@ class SMTPSender:
         username: str | None = None,
         password: str | None = None,
         timeout: float = 30.0,
+        data_timeout: float | None = None,
         max_per_connection: int = 100,
         ca_file: str | None = None,
     ) -> None:
@@ -115,6 +123,7 @@ class SMTPSender:
         self._security = security
         self._username, self._password = username, password
         self._timeout = timeout
+        self._data_timeout = data_timeout or timeout
         self._max = max_per_connection
         self._ca_file = ca_file
         self._smtp: _SMTP | None = None
@@ -195,13 +204,17 @@ class SMTPSender:
                 return await self.send(message)  # closed while idle: once more, afresh
             return SendResult(False, None, f"{stage}: {_describe(exc)}", False)
         try:
-            response = await smtp.data(message.data)
+            response = await smtp.data(message.data, final=self._data_timeout)
         except aiosmtplib.SMTPResponseException as exc:
+            if exc.code < 200:  # no reply we can read after the content: it may be kept
+                await self._drop()
+                return SendResult(False, None, exc.message, False, ambiguous=smtp.content_sent)
             await self._reset()
             return SendResult(False, exc.code, exc.message, exc.code >= 500)
         except (aiosmtplib.SMTPException, OSError) as exc:
             await self._drop()
-            return SendResult(False, None, _describe(exc), False, ambiguous=True)
+            # lost before the content went out (on the DATA command): a plain failure
+            return SendResult(False, None, _describe(exc), False, ambiguous=smtp.content_sent)
         return SendResult(True, response.code, response.message)
 
     async def _reset(self) -> None:

@@ -24,11 +24,13 @@ from typing import Protocol
 
 from newsletter import failpoints
 from newsletter.deliver import Sender, is_hard_bounce
-from newsletter.errors import SMTPUnavailableError
+from newsletter.errors import SMTPUnavailableError, StoreError
 from newsletter.models import DeliveryStatus, OutgoingMessage, SendResult
 from newsletter.pace import RateLimiter
 
 log = logging.getLogger(__name__)
+MAX_OPEN = 256  # jobs (with their messages) in the engine at once, queued or parked
+WRITE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +138,17 @@ class Engine:
         self.error: Exception | None = None
         self.stopping = False
         self._queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=2 * settings.connections)
+        # open jobs hold their message: bounded, so retries parked on a 4xx storm cannot
+        # pull the whole list into memory
+        self._open = asyncio.Semaphore(max(MAX_OPEN, 8 * settings.connections))
         self._state = _State()
         self._done = asyncio.Event()
+        self._stopped = asyncio.Event()
 
     def stop(self) -> None:
         """Start nothing new; what is in flight finishes and is recorded."""
         self.stopping = True
+        self._stopped.set()
         for task in list(self._state.retry_tasks):
             task.cancel()
 
@@ -154,22 +161,30 @@ class Engine:
         workers = [asyncio.create_task(self._worker()) for _ in range(self.settings.connections)]
         try:
             for job in jobs:
+                await self._open.acquire()
                 if self.stopping:
+                    self._open.release()
                     break
-                self._state.open_jobs += 1
                 await self._queue.put(job)
+                self._state.open_jobs += 1  # no await since the put: no worker ran between
         except BaseException:
-            self.stop()  # composing failed: finish what is in flight, start nothing new
+            self.stop()  # composing failed or cancelled: finish what is in flight
             raise
         finally:
             self._state.producing = False
             self._check_done()
             if not self._done.is_set() and all(w.done() for w in workers):
                 self._done.set()
-            await self._done.wait()
-            for _ in workers:
-                await self._queue.put(None)
-            await asyncio.gather(*workers)
+            try:
+                await self._done.wait()
+            except asyncio.CancelledError:
+                self.stop()
+                await self._done.wait()  # the messages in flight still get recorded
+                raise
+            finally:
+                for _ in workers:
+                    await self._queue.put(None)
+                await asyncio.gather(*workers)
         if self.error is not None:
             raise self.error
 
@@ -178,8 +193,13 @@ class Engine:
             self._done.set()
 
     def _settle(self, job: Job, outcome: Outcome) -> None:
+        """Exactly once per job: its outcome is reported and its slot freed."""
         self._state.open_jobs -= 1
-        self.report(job, outcome)
+        self._open.release()
+        try:
+            self.report(job, outcome)
+        except Exception:  # a broken report must not settle the job twice
+            log.exception("reporting %s failed", job.message.message_id)
         self._check_done()
 
     async def _worker(self) -> None:
@@ -193,7 +213,9 @@ class Engine:
                     self._settle(job, Outcome("left", "run stopped"))
                     continue
                 try:
-                    await self.limiter.acquire()
+                    if not await self._paced():
+                        self._settle(job, Outcome("left", "run stopped"))
+                        continue
                     await self._attempt(sender, job)
                 except Exception as exc:  # a store or programming error: stop cleanly
                     if self.error is None:
@@ -202,6 +224,19 @@ class Engine:
                     self.stop()
         finally:
             await sender.close()
+
+    async def _paced(self) -> bool:
+        """Wait for the rate limiter, or for stop(): False when the run stopped meanwhile."""
+        if self.stopping:
+            return False
+        pace = asyncio.ensure_future(self.limiter.acquire())
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        await asyncio.wait({pace, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not pace.done():
+            pace.cancel()
+            return False
+        return not self.stopping
 
     async def _attempt(self, sender: Sender, job: Job) -> None:
         s, ledger = self.settings, self.ledger
@@ -226,7 +261,7 @@ class Engine:
         self._state.connection_failures = 0
         if result.ok:
             failpoints.hit("after-accept")
-        self._record(job, result)
+        await self._record(job, result)
         failpoints.hit("after-commit")
 
     def _connection_failed(self, job: Job, exc: SMTPUnavailableError) -> None:
@@ -236,15 +271,36 @@ class Engine:
             return
         state.connection_failures += 1
         limit = self.settings.max_connection_failures
-        if not state.connected or state.connection_failures >= limit:
+        # before any connection worked: down at the start once every connection (up to
+        # the limit) failed, not when one of several parallel connects was turned away
+        at_start = min(limit, self.settings.connections)
+        if state.connection_failures >= (limit if state.connected else at_start):
             self.fatal = exc
             self._settle(job, Outcome("left", str(exc)))
             self.stop()
             return
-        log.warning("connection failed (%d in a row), retrying: %s", state.connection_failures, exc)
+        log.log(
+            logging.WARNING if state.connected else logging.DEBUG,
+            "connection failed (%d in a row), retrying: %s",
+            state.connection_failures,
+            exc,
+        )
         self._retry_later(job, state.connection_failures)
 
-    def _record(self, job: Job, result: SendResult) -> None:
+    async def _record(self, job: Job, result: SendResult) -> None:
+        """Write the outcome, retrying the write a few times: after a 250, a lost write
+        would make the row look interrupted and be sent again."""
+        for attempt in range(WRITE_RETRIES):
+            try:
+                self._write(job, result)
+                return
+            except StoreError:
+                if attempt == WRITE_RETRIES - 1:
+                    raise
+                log.warning("ledger busy recording %s, retrying", job.message.message_id)
+                await asyncio.sleep(0.25 * 2**attempt)
+
+    def _write(self, job: Job, result: SendResult) -> None:
         s, ledger, now = self.settings, self.ledger, self.clock()
         reply = f"{result.code or ''} {result.reply}".strip()
         log.info(

@@ -142,8 +142,12 @@ def list_id_header(list_id: str) -> str:
     return _fold("List-Id", [*tokens, f"<{ident.rstrip('> ')}>"])
 
 
-@lru_cache(maxsize=8)
 def _date_header(now: datetime) -> str:
+    return _date_line(now.replace(microsecond=0))
+
+
+@lru_cache(maxsize=8)
+def _date_line(now: datetime) -> str:
     return f"Date: {format_datetime(now)}"
 
 

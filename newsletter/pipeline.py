@@ -135,7 +135,12 @@ class Edition:
         )
 
     def compose(
-        self, digest: Digest, signer: Signer, secret: str, msg_id: str | None = None
+        self,
+        digest: Digest,
+        signer: Signer,
+        secret: str,
+        msg_id: str | None = None,
+        sent_at: datetime | None = None,
     ) -> Composed:
         """Render one digest and wrap it in its message, headers and all."""
         nl = self.config.newsletter
@@ -149,7 +154,7 @@ class Edition:
             to_name=sub.name,
             to_addr=sub.email,
             msg_id=msg_id,
-            now=self.now,
+            now=sent_at or self.now,
             html_qp=html_qp,
             headers=ListHeaders(
                 nl.sender,

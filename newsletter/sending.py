@@ -105,7 +105,7 @@ async def send_edition(ctx: SendContext) -> RunReport:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, engine.stop)
     try:
-        await engine.run(_jobs(ctx, edition, edition_id, mail_from, engine, tally))
+        await engine.run(_jobs(ctx, settings, edition, edition_id, mail_from, engine, tally))
     finally:
         if ctx.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -140,6 +140,7 @@ def _limiter(store: Store, settings: DeliverySettings, clock: Clock) -> RateLimi
 
 def _jobs(
     ctx: SendContext,
+    settings: DeliverySettings,
     edition: Edition,
     edition_id: int,
     mail_from: str,
@@ -160,6 +161,12 @@ def _jobs(
         ranked = edition.rank(list(active.values()))
         gone, empty, todo = [], [], []
         for row in rows:
+            if row["status"] == "pending" and row["attempts"] >= settings.max_attempts:
+                detail = f"gave up after {row['attempts']} attempts: {row['last_reply']}"
+                store.mark(row["id"], DeliveryStatus.FAILED, detail, ctx.clock())
+                known = subs.get(row["subscriber_id"])
+                tally.failed(known.email if known else str(row["subscriber_id"]), 0, detail)
+                continue
             sub = active.get(row["subscriber_id"])
             if sub is None:  # left the list after this edition was planned
                 gone.append(row["id"])
@@ -179,7 +186,9 @@ def _jobs(
         for row, digest in todo:
             sub = digest.subscriber
             try:
-                composed = edition.compose(digest, ctx.signer, ctx.secret, row["message_id"])
+                composed = edition.compose(
+                    digest, ctx.signer, ctx.secret, row["message_id"], sent_at=ctx.clock()
+                )
             except TemplateError:
                 raise  # every message would fail alike: stop, leave the rows pending
             except Exception as exc:  # this subscriber's data cannot make a message
@@ -279,6 +288,7 @@ def smtp_connect(config: Config) -> Callable[[], Sender]:
             username=smtp.username,
             password=password,
             timeout=smtp.timeout,
+            data_timeout=smtp.data_timeout,
             max_per_connection=config.delivery.max_per_connection,
             ca_file=str(config.resolve(smtp.ca_file)) if smtp.ca_file else None,
         )

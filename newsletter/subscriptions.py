@@ -45,11 +45,16 @@ class Signer:
         if not keys:
             raise ValueError("at least one signing key is needed")
         self._keys = list(keys)
+        self._serializers: dict[str, URLSafeTimedSerializer] = {}
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
-        if purpose not in PURPOSES:
-            raise ValueError(f"unknown token purpose {purpose!r}")
-        return URLSafeTimedSerializer(self._keys, salt=f"newsletter.{purpose}")
+        found = self._serializers.get(purpose)
+        if found is None:
+            if purpose not in PURPOSES:
+                raise ValueError(f"unknown token purpose {purpose!r}")
+            found = URLSafeTimedSerializer(self._keys, salt=f"newsletter.{purpose}")
+            self._serializers[purpose] = found
+        return found
 
     def make(self, purpose: str, subscriber_id: int) -> str:
         return str(self._serializer(purpose).dumps(subscriber_id))

@@ -261,3 +261,65 @@ def test_envelope_sender_is_configurable(tmp_path: Path) -> None:
     [received] = server.received
     assert received.mail_from == "bounces@test.example"
     assert message_from_bytes(received.data)["From"] == "Test Digest <digest@test.example>"
+
+
+def test_one_connection_turned_away_at_the_start_does_not_stop_the_run(tmp_path: Path) -> None:
+    """A relay that limits connections per client refuses one of the first ones: the run
+    goes on over the others."""
+    with LocalSMTPServer() as server, ConnectGate(server.port) as gate:
+        gate.refuse_next = 1
+        config, store = setup_edition(tmp_path, gate.port, PEOPLE)
+        report = send_once(config, store, gate.port, connections=3)
+    assert report.sent == 12 and gate.refused == 1
+    assert _copies(server) == dict.fromkeys(PEOPLE, 1)
+
+
+def test_sigterm_while_waiting_for_the_hourly_cap_stops_at_once(tmp_path: Path) -> None:
+    """Two an hour: the third waits in the rate limiter; SIGTERM ends the run there, and
+    nothing more is sent."""
+    import asyncio
+    import os
+    import signal
+
+    from conftest import SECRET
+    from newsletter.deliver import SMTPSender
+    from newsletter.sending import SendContext, send_edition
+    from newsletter.subscriptions import Signer
+
+    class Terminating(RecordingHandler):
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            reply = await super().handle_DATA(server, session, envelope)
+            if len(self.received) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return reply
+
+    people = {f"s{i}@example.org": ("llm",) for i in range(5)}
+    with LocalSMTPServer(Terminating()) as server:
+        config, store = setup_edition(tmp_path, server.port, people)
+        ctx = SendContext(
+            config,
+            store,
+            lambda: SMTPSender("127.0.0.1", server.port, timeout=5),
+            Signer([SECRET]),
+            SECRET,
+            NOW,
+            settings=DeliverySettings(connections=2, max_per_hour=2),
+            handle_signals=True,
+        )
+        report = asyncio.run(send_edition(ctx))
+    assert report.stopped and report.exit_code == 3
+    assert report.sent == 2 and report.pending == 3
+    assert len(server.received) == 2
+    assert {r["status"] for r in _rows(store).values()} == {"sent", "pending"}
+
+
+def test_a_row_past_a_lowered_attempt_cap_fails_instead_of_sticking(tmp_path: Path) -> None:
+    handler = RecordingHandler(temporary={"r1@example.org": 100})
+    with LocalSMTPServer(handler) as server:
+        config, store = setup_edition(tmp_path, server.port, PEOPLE)
+        send_once(config, store, server.port, retries_per_run=1, max_attempts=5)
+        assert _rows(store)["r1@example.org"]["attempts"] == 2
+        again = send_once(config, store, server.port, max_attempts=2)  # the operator lowered it
+    row = _rows(store)["r1@example.org"]
+    assert row["status"] == "failed" and str(row["last_reply"]).startswith("gave up after 2")
+    assert again.pending == 0 and again.failed == 1

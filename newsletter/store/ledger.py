@@ -39,9 +39,17 @@ _CLAIM = (
         lease_until=bindparam("lease"),
     )
 )
+# an outcome only lands on a row still open: a slow or stale process never turns a row
+# another one finished (sent, failed, bounced, skipped) into something else (spelled as
+# ORs: an IN list would need SQLAlchemy's render-time expansion, which hot.py skips)
+_OPEN = (
+    DeliveryStatus.SENDING.value,
+    DeliveryStatus.PENDING.value,
+    DeliveryStatus.UNCERTAIN.value,
+)
 _SENT = (
     update(_d)
-    .where(_d.c.id == bindparam("did"))
+    .where(_d.c.id == bindparam("did"), or_(*(_d.c.status == v for v in _OPEN)))
     .values(
         status=DeliveryStatus.SENT.value,
         last_reply=bindparam("reply"),
@@ -52,7 +60,7 @@ _SENT = (
 )
 _MARK = (
     update(_d)
-    .where(_d.c.id == bindparam("did"))
+    .where(_d.c.id == bindparam("did"), or_(*(_d.c.status == v for v in _OPEN)))
     .values(
         status=bindparam("status"),
         last_reply=bindparam("reply"),
