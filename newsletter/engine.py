@@ -229,6 +229,8 @@ class Engine:
         """Wait for the rate limiter, or for stop(): False when the run stopped meanwhile."""
         if self.stopping:
             return False
+        if not self.limiter.windows:  # no caps: nothing to wait for
+            return True
         pace = asyncio.ensure_future(self.limiter.acquire())
         stopped = asyncio.ensure_future(self._stopped.wait())
         await asyncio.wait({pace, stopped}, return_when=asyncio.FIRST_COMPLETED)
