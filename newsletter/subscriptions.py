@@ -59,6 +59,19 @@ class Signer:
     def make(self, purpose: str, subscriber_id: int) -> str:
         return str(self._serializer(purpose).dumps(subscriber_id))
 
+    def make_text(self, purpose: str, value: str) -> str:
+        """A token carrying a string (a confirmation nonce) rather than a subscriber id."""
+        return str(self._serializer(purpose).dumps(value))
+
+    def read_text(self, purpose: str, token: str, max_age: int | None = None) -> str:
+        try:
+            value = self._serializer(purpose).loads(token, max_age=max_age)
+        except BadSignature:
+            raise TokenError("this link is invalid or has expired") from None
+        if not isinstance(value, str):
+            raise TokenError("this link is invalid or has expired")
+        return value
+
     def read(self, purpose: str, token: str, max_age: int | None = None) -> int:
         try:
             value = self._serializer(purpose).loads(token, max_age=max_age)

@@ -218,6 +218,8 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         conn.execute("DROP TABLE source_state")
         conn.execute("DROP TABLE paper_embeddings")
         conn.execute("DROP TABLE suppressions")
+        conn.execute("DROP TABLE confirmations")
+        conn.execute("DROP TABLE rate_events")
         for column in ("doi", "comment", "journal_ref", "thumbnail_url", "organization"):
             conn.execute(f"ALTER TABLE papers DROP COLUMN {column}")
         conn.execute("ALTER TABLE deliveries DROP COLUMN ambiguous")

@@ -66,6 +66,28 @@ def _delivery_leases(conn: Connection) -> None:
     )
 
 
+def _confirmations_and_rate_events(conn: Connection) -> None:
+    conn.execute(
+        text(
+            "CREATE TABLE confirmations (nonce VARCHAR(64) NOT NULL PRIMARY KEY, "
+            "subscriber_id INTEGER NOT NULL REFERENCES subscribers (id), "
+            "created_at VARCHAR(40) NOT NULL, used_at VARCHAR(40))"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE INDEX ix_confirmations_subscriber ON confirmations (subscriber_id, created_at)"
+        )
+    )
+    conn.execute(
+        text(
+            "CREATE TABLE rate_events (id INTEGER NOT NULL PRIMARY KEY, bucket VARCHAR(40) "
+            "NOT NULL, key VARCHAR(200) NOT NULL, at VARCHAR(40) NOT NULL)"
+        )
+    )
+    conn.execute(text("CREATE INDEX ix_rate_events_bucket_key ON rate_events (bucket, key, at)"))
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
     (
@@ -74,6 +96,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
         _paper_details_and_source_state,
     ),
     (3, "delivery leases; indexes for the hourly cap and bounce counts", _delivery_leases),
+    (4, "confirmation emails (single-use) and rate-limit events", _confirmations_and_rate_events),
 ]
 
 LATEST = MIGRATIONS[-1][0]

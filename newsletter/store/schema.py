@@ -170,3 +170,26 @@ suppressions = Table(
     Column("reason", String(40), nullable=False),
     Column("created_at", String(40), nullable=False),
 )
+
+# Double opt-in: one row per confirmation email sent; the token carries the nonce, the row
+# makes it single-use and says when the address was last mailed (one a day at most).
+confirmations = Table(
+    "confirmations",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("subscriber_id", Integer, ForeignKey("subscribers.id"), nullable=False),
+    Column("created_at", String(40), nullable=False),
+    Column("used_at", String(40)),
+    Index("ix_confirmations_subscriber", "subscriber_id", "created_at"),
+)
+
+# Rate limits kept in the database, so any number of web processes share them.
+rate_events = Table(
+    "rate_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("bucket", String(40), nullable=False),
+    Column("key", String(200), nullable=False),
+    Column("at", String(40), nullable=False),
+    Index("ix_rate_events_bucket_key", "bucket", "key", "at"),
+)

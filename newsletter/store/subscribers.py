@@ -91,6 +91,7 @@ class SubscriberStore(StoreBase):
                 return False
             sid = row.id
             conn.execute(t.sent_papers.delete().where(t.sent_papers.c.subscriber_id == sid))
+            conn.execute(t.confirmations.delete().where(t.confirmations.c.subscriber_id == sid))
             conn.execute(t.deliveries.delete().where(t.deliveries.c.subscriber_id == sid))
             conn.execute(t.subscribers.delete().where(t.subscribers.c.id == sid))
             conn.execute(

@@ -1,0 +1,81 @@
+"""Sign-up state: single-use confirmation nonces and rate-limit events, in the database so
+several web processes share them."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, func, select, update
+
+from newsletter.models import SubscriberStatus
+from newsletter.store import schema as t
+from newsletter.store.base import StoreBase
+
+
+class SignupStore(StoreBase):
+    def issue_confirmation(
+        self, subscriber_id: int, now: datetime, every: timedelta = timedelta(hours=24)
+    ) -> str | None:
+        """A fresh nonce for a confirmation email, or None when this subscriber was sent one
+        less than ``every`` ago (one confirmation email a day per address)."""
+        c = t.confirmations
+        with self.engine.begin() as conn:
+            recent = conn.execute(
+                select(func.count()).where(
+                    c.c.subscriber_id == subscriber_id,
+                    c.c.created_at > (now - every).isoformat(),
+                )
+            ).scalar_one()
+            if recent:
+                return None
+            nonce = secrets.token_urlsafe(24)
+            conn.execute(
+                c.insert().values(
+                    nonce=nonce, subscriber_id=subscriber_id, created_at=now.isoformat()
+                )
+            )
+        return nonce
+
+    def confirm(self, nonce: str, now: datetime, max_age: timedelta) -> int | None:
+        """Use a confirmation nonce once: the pending subscriber becomes active. Returns the
+        subscriber id, or None for an unknown, used or expired nonce (or a subscriber who
+        is not pending: unsubscribed and bounced addresses stay suppressed)."""
+        c, s = t.confirmations, t.subscribers
+        stamp = now.isoformat()
+        with self.engine.begin() as conn:
+            used = conn.execute(
+                update(c)
+                .where(
+                    c.c.nonce == nonce,
+                    c.c.used_at.is_(None),
+                    c.c.created_at > (now - max_age).isoformat(),
+                )
+                .values(used_at=stamp)
+            )
+            if used.rowcount != 1:
+                return None
+            sid = int(
+                conn.execute(select(c.c.subscriber_id).where(c.c.nonce == nonce)).scalar_one()
+            )
+            res = conn.execute(
+                update(s)
+                .where(s.c.id == sid, s.c.status == SubscriberStatus.PENDING.value)
+                .values(status=SubscriberStatus.ACTIVE.value, confirmed_at=stamp, updated_at=stamp)
+            )
+            return sid if res.rowcount == 1 else None
+
+    def allow(self, bucket: str, key: str, now: datetime, limit: int, window: timedelta) -> bool:
+        """Record an event and say whether it is within ``limit`` per ``window`` for this
+        key (a refused event is not recorded, so a flood does not extend its own ban)."""
+        r = t.rate_events
+        since = (now - window).isoformat()
+        with self.engine.begin() as conn:
+            conn.execute(delete(r).where(r.c.bucket == bucket, r.c.at <= since))
+            count = conn.execute(
+                select(func.count()).where(r.c.bucket == bucket, r.c.key == key, r.c.at > since)
+            ).scalar_one()
+            if count >= limit:
+                return False
+            conn.execute(r.insert().values(bucket=bucket, key=key[:200], at=now.isoformat()))
+        return True
