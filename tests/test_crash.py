@@ -119,8 +119,10 @@ def test_sigterm_finishes_the_message_in_flight_and_leaves_the_ledger_consistent
         edition = store.edition(NOW.date(), NOW)
         statuses = Counter(r["status"] for r in store.deliveries(edition))
         assert statuses["sending"] == 0 and statuses["uncertain"] == 0
-        assert statuses["sent"] == len(server.received) == 3  # the one in flight finished
-        assert statuses["pending"] == 5
+        # the one in flight finished (the signal reaches the process's loop a moment after
+        # it is sent, so one more may have started by then: either way the ledger agrees)
+        assert statuses["sent"] == len(server.received) in (3, 4)
+        assert statuses["pending"] == 8 - statuses["sent"]
         assert '"stopped": true' in out
         assert _send(path).returncode == 0
     assert Counter(r.rcpt_tos[0] for r in server.received) == dict.fromkeys(people, 1)
