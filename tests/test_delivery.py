@@ -140,9 +140,9 @@ def test_a_slow_server_still_gets_everything_over_the_pool(tmp_path: Path) -> No
 
 
 def test_a_server_slower_than_the_timeout_after_data_is_uncertain(tmp_path: Path) -> None:
-    with LocalSMTPServer(RecordingHandler(delay=1.0)) as server:
+    with LocalSMTPServer(RecordingHandler(delay=2.0)) as server:
         config, store = setup_edition(tmp_path, server.port, {"r0@example.org": ("llm",)})
-        report = send_once(config, store, server.port, timeout=0.2)
+        report = send_once(config, store, server.port, timeout=0.5)
     assert report.uncertain == 1 and report.sent == 0
     assert _rows(store)["r0@example.org"]["status"] == "uncertain"
 
