@@ -40,6 +40,7 @@ def header_safe(value: str, limit: int = 900) -> str:
     return _CONTROL.sub(" ", value).replace("=?", "= ?").strip()[:limit]
 
 
+@lru_cache(maxsize=16)
 def sender_domain(sender: str) -> str:
     return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
 
@@ -134,6 +135,13 @@ def address_header(name: str, display_name: str, addr: str) -> str:
     return _fold(name, [*phrase(display_name, _first_room(name)), f"<{spec}>"])
 
 
+@lru_cache(maxsize=16)
+def _from_header(sender: str) -> str:
+    """The list's From line: the same for every message, so built once."""
+    return address_header("From", *parseaddr(sender))
+
+
+@lru_cache(maxsize=16)
 def list_id_header(list_id: str) -> str:
     label, _, ident = header_safe(list_id).rpartition("<")
     if not label and not ident.endswith(">"):
@@ -176,7 +184,6 @@ def build_message(
     The boundary starts with ``=_``, which quoted-printable output can never contain.
     ``html_qp`` is the HTML part already encoded (from the shared-render cache).
     """
-    from_name, from_addr = parseaddr(headers.sender)
     unsub = [f"<{header_safe(headers.unsubscribe_url)}>"]
     if headers.unsubscribe_mailto:
         token = headers.unsubscribe_url.rsplit("/", 1)[-1]
@@ -184,7 +191,7 @@ def build_message(
         unsub.append(f"<{mailto}?subject={quote('unsubscribe ' + header_safe(token))}>")
     boundary = "=_nl_" + hashlib.sha1(msg_id.encode()).hexdigest()[:24]
     lines = [
-        address_header("From", from_name, from_addr),
+        _from_header(headers.sender),
         address_header("To", to_name, to_addr),
         unstructured("Subject", email.subject, 250),
         _date_header(now),

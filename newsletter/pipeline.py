@@ -79,6 +79,7 @@ class Edition:
         now: datetime,
         renderer: Renderer | None = None,
         encoder: Encoder | None = None,
+        dkim: DkimSigner | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -98,7 +99,7 @@ class Edition:
             embed_candidates(store, encoder, self.candidates),
         )
         self._renderer = renderer
-        self.dkim: DkimSigner | None = None  # signs each composed message when set
+        self.dkim = dkim  # signs each composed message when set
 
     @property
     def renderer(self) -> Renderer:

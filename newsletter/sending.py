@@ -80,8 +80,7 @@ async def send_edition(ctx: SendContext) -> RunReport:
     settings = ctx.settings or config.delivery.settings()
     if ctx.dry_run:  # one writer, no pacing: nothing leaves the machine
         settings = DeliverySettings(connections=1, max_attempts=settings.max_attempts)
-    edition = Edition(config, store, ctx.now, encoder=ctx.encoder)
-    edition.dkim = ctx.dkim
+    edition = Edition(config, store, ctx.now, encoder=ctx.encoder, dkim=ctx.dkim)
     report = RunReport(edition.date, dry_run=ctx.dry_run)
     edition_id = store.edition(edition.date, ctx.now)
     store.recover_interrupted(edition_id, ctx.clock(), exclusive=ctx.exclusive)
@@ -257,8 +256,13 @@ class _Tally:
             report.sent += 1
             subject = job.label.partition("\t")[2]
             self._row(job.message.recipient, papers, "written" if self.dry_run else "sent", subject)
-        elif status in ("failed", "bounced", "uncertain"):
-            setattr(report, status, getattr(report, status) + 1)
+        elif status == "failed":
+            report.failed += 1
+            self._row(job.message.recipient, papers, status, detail)
+        elif status == "bounced":
+            report.bounced += 1
+            self._row(job.message.recipient, papers, status, detail)
+        elif status == "uncertain":  # counted from the ledger at the end (``_close``)
             self._row(job.message.recipient, papers, status, detail)
         elif status == "retry":
             self._row(job.message.recipient, papers, "retry later", detail)

@@ -7,6 +7,7 @@ send through. Port 0 picks a free port; ``port`` tells which.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -85,7 +86,12 @@ class RecordingHandler:
 
 
 class LocalSMTPServer:
-    """Runs an aiosmtpd server in a thread; use as a context manager."""
+    """Runs an aiosmtpd server in a thread; use as a context manager.
+
+    ``listen_ssl`` makes it an implicit-TLS server; ``smtp_options`` go to aiosmtpd's
+    ``SMTP`` (``tls_context`` for STARTTLS, ``authenticator``, ``auth_required``...).
+    ``connections`` counts the TCP connections accepted.
+    """
 
     def __init__(
         self,
@@ -94,9 +100,14 @@ class LocalSMTPServer:
         port: int = 0,
         *,
         smtputf8: bool = False,
+        listen_ssl: ssl.SSLContext | None = None,
+        **smtp_options: Any,
     ) -> None:
         self.handler = handler if handler is not None else RecordingHandler()
         self.smtputf8 = smtputf8
+        self.listen_ssl = listen_ssl
+        self.smtp_options = smtp_options
+        self.connections = 0
         self.host = host
         self.port = port
         self._loop = asyncio.new_event_loop()
@@ -115,18 +126,21 @@ class LocalSMTPServer:
 
         async def create() -> asyncio.Server:
             return await self._loop.create_server(
-                lambda: SMTP(
-                    self.handler,
-                    hostname="localhost",
-                    decode_data=False,
-                    enable_SMTPUTF8=self.smtputf8,
-                ),
-                host=self.host,
-                port=self.port,
+                self._protocol, host=self.host, port=self.port, ssl=self.listen_ssl
             )
 
         self._server = asyncio.run_coroutine_threadsafe(create(), self._loop).result(timeout=10)
         self.port = self._server.sockets[0].getsockname()[1]
+
+    def _protocol(self) -> SMTP:
+        self.connections += 1
+        return SMTP(
+            self.handler,
+            hostname="localhost",
+            decode_data=False,
+            enable_SMTPUTF8=self.smtputf8,
+            **self.smtp_options,
+        )
 
     def stop(self) -> None:
         if self._server is not None:
@@ -134,6 +148,11 @@ class LocalSMTPServer:
 
             async def close() -> None:
                 server.close()
+                # sessions still open (a failed TLS handshake, say): end them
+                tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
                 await server.wait_closed()
 
             asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)

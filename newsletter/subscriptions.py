@@ -64,22 +64,22 @@ class Signer:
         return str(self._serializer(purpose).dumps(value))
 
     def read_text(self, purpose: str, token: str, max_age: int | None = None) -> str:
-        try:
-            value = self._serializer(purpose).loads(token, max_age=max_age)
-        except BadSignature:
-            raise TokenError("this link is invalid or has expired") from None
+        value = self._load(purpose, token, max_age)
         if not isinstance(value, str):
             raise TokenError("this link is invalid or has expired")
         return value
 
     def read(self, purpose: str, token: str, max_age: int | None = None) -> int:
-        try:
-            value = self._serializer(purpose).loads(token, max_age=max_age)
-        except BadSignature:
-            raise TokenError("this link is invalid or has expired") from None
+        value = self._load(purpose, token, max_age)
         if not isinstance(value, int):
             raise TokenError("this link is invalid or has expired")
         return value
+
+    def _load(self, purpose: str, token: str, max_age: int | None) -> object:
+        try:
+            return self._serializer(purpose).loads(token, max_age=max_age)
+        except BadSignature:
+            raise TokenError("this link is invalid or has expired") from None
 
 
 def subscriber_record(sub: Subscriber) -> dict[str, Any]:

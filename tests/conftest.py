@@ -14,7 +14,7 @@ from newsletter.collect import collect, source_specs
 from newsletter.config import Config, load_config
 from newsletter.deliver import SMTPSender
 from newsletter.engine import DeliverySettings
-from newsletter.models import RunReport, Subscriber
+from newsletter.models import RunReport, Signals, StoredPaper, Subscriber
 from newsletter.resources import bundled, sample_dir
 from newsletter.sending import SendContext, send_edition
 from newsletter.smtp_server import LocalSMTPServer
@@ -167,3 +167,27 @@ def send_once(
         settings=DeliverySettings(**options),  # type: ignore[arg-type]
     )
     return asyncio.run(send_edition(ctx))
+
+
+def stored_paper(pid: str, title: str, **kw: object) -> StoredPaper:
+    """A stored paper for render tests; ``kw`` overrides any field."""
+    base: dict[str, object] = dict(
+        id=pid,
+        title=title,
+        abstract="An abstract about " + title.lower() + ".",
+        authors=("Ada Lovelace", "Alan Turing"),
+        categories=("cs.CL", "cs.LG"),
+        url=f"https://arxiv.org/abs/{pid}",
+        pdf_url=f"https://arxiv.org/pdf/{pid}",
+        code_url=None,
+        project_url=None,
+        summary=None,
+        keywords=(),
+        version=1,
+        published=None,
+        first_seen=datetime(2026, 11, 24, tzinfo=UTC),
+        sources=("arxiv",),
+        signals=Signals(),
+    )
+    base.update(kw)
+    return StoredPaper(**base)  # type: ignore[arg-type]

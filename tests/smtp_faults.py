@@ -22,6 +22,7 @@ REQUIRED = (
     "List-Unsubscribe",
     "List-Unsubscribe-Post",
     "Precedence",
+    "Auto-Submitted",
 )
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 
 import pytest
+from smtp_faults import REQUIRED
 
 from newsletter.mail import (
     ListHeaders,
@@ -41,19 +42,7 @@ def _message(
 def test_required_headers_each_once() -> None:
     raw = _message()
     msg = message_from_bytes(raw, policy=policy.default)
-    for name in (
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "MIME-Version",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "Precedence",
-        "Auto-Submitted",
-    ):
+    for name in REQUIRED:
         assert len(msg.get_all(name) or []) == 1, name
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["List-Unsubscribe"] == (

@@ -10,6 +10,7 @@ from email.header import decode_header, make_header
 from email.message import EmailMessage
 
 import pytest
+from smtp_faults import REQUIRED
 
 from conftest import NOW
 from newsletter.mail import (
@@ -31,22 +32,7 @@ HEADERS = ListHeaders(
     "https://d.example/unsubscribe/TOKEN",
     "unsubscribe@example.org",
 )
-EXPECTED_HEADERS = sorted(
-    [
-        "From",
-        "To",
-        "Subject",
-        "Date",
-        "Message-ID",
-        "MIME-Version",
-        "List-Id",
-        "List-Unsubscribe",
-        "List-Unsubscribe-Post",
-        "Precedence",
-        "Auto-Submitted",
-        "Content-Type",
-    ]
-)
+EXPECTED_HEADERS = sorted([*REQUIRED, "Content-Type"])
 INJECT = "\r\nBcc: victim@evil.example\r\nCc: other@evil.example"
 
 # (subject, display name, recipient, html, text)

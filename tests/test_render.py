@@ -7,12 +7,13 @@ Regenerate the golden files after an intended template change with
 from __future__ import annotations
 
 import os
-from datetime import UTC, date, datetime
+from datetime import date
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from conftest import stored_paper
 from newsletter.models import Digest, DigestItem, Signals, StoredPaper, Subscriber
 from newsletter.render import HTML_BUDGET, Branding, Links, Renderer, shorten_authors
 
@@ -25,29 +26,6 @@ LINKS = Links(
 BRAND = Branding("Golden Digest", "https://d.example", "1 Example Street")
 
 
-def _paper(pid: str, title: str, **kw: object) -> StoredPaper:
-    base: dict[str, object] = dict(
-        id=pid,
-        title=title,
-        abstract="An abstract about " + title.lower() + ".",
-        authors=("Ada Lovelace", "Alan Turing"),
-        categories=("cs.CL", "cs.LG"),
-        url=f"https://arxiv.org/abs/{pid}",
-        pdf_url=f"https://arxiv.org/pdf/{pid}",
-        code_url=None,
-        project_url=None,
-        summary=None,
-        keywords=(),
-        version=1,
-        published=None,
-        first_seen=datetime(2026, 11, 24, tzinfo=UTC),
-        sources=("arxiv",),
-        signals=Signals(),
-    )
-    base.update(kw)
-    return StoredPaper(**base)  # type: ignore[arg-type]
-
-
 def _digest(*papers: StoredPaper) -> Digest:
     sub = Subscriber(id=7, email="reader@example.org", name="Reader")
     items = tuple(DigestItem(p, 1.0, "llm", ("topic: Language models", "cs.CL")) for p in papers)
@@ -55,7 +33,7 @@ def _digest(*papers: StoredPaper) -> Digest:
 
 
 GOLDEN_DIGEST = _digest(
-    _paper(
+    stored_paper(
         "2611.00001",
         "Small models, big ideas",
         signals=Signals(upvotes=42, stars=310),
@@ -63,7 +41,7 @@ GOLDEN_DIGEST = _digest(
         summary="A one-line AI summary.",
         authors=("A One", "B Two", "C Three", "D Four", "E Five"),
     ),
-    _paper("2611.00002", "Ünïcode títles and émoji 🚀"),
+    stored_paper("2611.00002", "Ünïcode títles and émoji 🚀"),
 )
 
 
@@ -97,7 +75,7 @@ class _Audit(HTMLParser):
 
 
 def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
-    hostile = _paper(
+    hostile = stored_paper(
         "2611.66666",
         '<script>alert(1)</script><img src=x onerror="alert(2)"> {{ 7*7 }}',
         abstract="&lt;b&gt; " + "x" * 10_000,
@@ -116,7 +94,7 @@ def test_hostile_feed_text_renders_inert(renderer: Renderer) -> None:
 
 def _many(n: int) -> list[StoredPaper]:
     return [
-        _paper(
+        stored_paper(
             f"2611.{i:05d}",
             f"Paper number {i} " + "word " * 20,
             abstract="a " * 600,
@@ -166,7 +144,7 @@ def test_operator_template_overrides_packaged(tmp_path: Path) -> None:
 
 def test_hostile_links_rtl_and_emoji(renderer: Renderer) -> None:
     hostile = [
-        _paper(
+        stored_paper(
             "2611.70001",
             "\u202eevil.exe \u05e9\u05dc\u05d5\u05dd \U0001f680 \u0645\u0631\u062d\u0628\u0627",
             url="javascript:alert(1)",
@@ -174,7 +152,7 @@ def test_hostile_links_rtl_and_emoji(renderer: Renderer) -> None:
             code_url="vbscript:msgbox",
             abstract="x" * 10_000,
         ),
-        _paper("2611.70002", "Plain", url="https://user:pw@evil.example/"),
+        stored_paper("2611.70002", "Plain", url="https://user:pw@evil.example/"),
     ]
     email = renderer.render(_digest(*hostile), LINKS)
     audit = _Audit()
@@ -227,7 +205,7 @@ def test_confirmation_email_has_only_our_words() -> None:
 
 @pytest.mark.parametrize("title", ["論文" * 120, '"&' * 240])
 def test_budget_holds_even_for_huge_escaped_titles(renderer: Renderer, title: str) -> None:
-    papers = [_paper(f"2611.{i:05d}", f"{i} {title}") for i in range(100)]
+    papers = [stored_paper(f"2611.{i:05d}", f"{i} {title}") for i in range(100)]
     email = renderer.render(_digest(*papers), LINKS)
     size = len(email.html.encode())
     assert size <= HTML_BUDGET
@@ -249,7 +227,7 @@ def test_intro_and_titles_wrap_at_78() -> None:
         "c": "Robotics and embodied agents",
     }
     brand = Branding("Golden Digest", "https://d.example", topic_names=names, layout="topics")
-    papers = [_paper(f"2611.{i:05d}", "A title " * 20) for i in range(3)]
+    papers = [stored_paper(f"2611.{i:05d}", "A title " * 20) for i in range(3)]
     sub = Subscriber(id=7, email="reader@example.org", name="Reader")
     items = tuple(DigestItem(p, 1.0, t, ("x",)) for p, t in zip(papers, "abc", strict=True))
     email = Renderer(brand).render(Digest(sub, date(2026, 11, 24), items), LINKS)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import date
 from email import message_from_bytes, policy
 from functools import partial
 from pathlib import Path
 
 import pytest
 
-from conftest import NOW
+from conftest import NOW, stored_paper
 from newsletter.mail import ListHeaders, build_message, list_id_for
 from newsletter.models import Digest, DigestItem, RenderedEmail, Signals, StoredPaper, Subscriber
 from newsletter.render import Branding, Links, Renderer
@@ -286,22 +286,11 @@ def test_render_cache_lru() -> None:
 
 
 def _paper(pid: str, title: str) -> StoredPaper:
-    return StoredPaper(
-        id=pid,
-        title=title,
+    return stored_paper(
+        pid,
+        title,
         abstract=f"An abstract about {title.lower()}. " * 5,
-        authors=("Ada Lovelace", "Alan Turing"),
         categories=("cs.CL",),
-        url=f"https://arxiv.org/abs/{pid}",
-        pdf_url=f"https://arxiv.org/pdf/{pid}",
-        code_url=None,
-        project_url=None,
-        summary=None,
-        keywords=(),
-        version=1,
-        published=None,
-        first_seen=datetime(2026, 11, 24, tzinfo=UTC),
-        sources=("arxiv",),
         signals=Signals(upvotes=3),
     )
 

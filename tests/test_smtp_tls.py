@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from newsletter.deliver import SMTPSender
 from newsletter.errors import SMTPUnavailableError
 from newsletter.models import OutgoingMessage, SendResult
+from newsletter.smtp_server import LocalSMTPServer
 
 USER = "mailer"
 PASSWORD = "correct-horse-battery-staple"
@@ -95,62 +95,6 @@ class Authenticator:
         return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
 
-class Server:
-    """aiosmtpd's SMTP on an event loop in a thread (like ``LocalSMTPServer``), with extra
-    SMTP keyword arguments, an optional listening TLS context (implicit TLS) and a count
-    of the TCP connections accepted."""
-
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        listen_ssl: ssl.SSLContext | None = None,
-        **smtp_kwargs: Any,
-    ) -> None:
-        self.handler = handler
-        self.listen_ssl = listen_ssl
-        self.smtp_kwargs = smtp_kwargs
-        self.connections = 0
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
-
-    def _protocol(self) -> SMTP:
-        self.connections += 1
-        return SMTP(self.handler, hostname="localhost", decode_data=False, **self.smtp_kwargs)
-
-    def __enter__(self) -> Server:
-        self._thread.start()
-
-        async def create() -> asyncio.Server:
-            return await self._loop.create_server(
-                self._protocol, host="127.0.0.1", port=0, ssl=self.listen_ssl
-            )
-
-        self._server = asyncio.run_coroutine_threadsafe(create(), self._loop).result(timeout=10)
-        self.port = self._server.sockets[0].getsockname()[1]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        server = self._server
-        assert server is not None
-
-        async def close() -> None:
-            server.close()
-            # connections still open (a failed handshake, say): end their session tasks
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            await server.wait_closed()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
-
-
 @dataclass(frozen=True, slots=True)
 class PKI:
     ca_file: str  # the CA the sender trusts
@@ -172,9 +116,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     return PKI(str(path), _server_context(ca), _server_context(trustme.CA()))
 
 
-def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator) -> Server:
+def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator) -> LocalSMTPServer:
     """Plain TCP, STARTTLS required before MAIL, AUTH required and offered only over TLS."""
-    return Server(
+    return LocalSMTPServer(
         handler,
         tls_context=ctx,
         require_starttls=True,
@@ -183,12 +127,16 @@ def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator)
     )
 
 
-def _implicit_tls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator) -> Server:
+def _implicit_tls_server(
+    ctx: ssl.SSLContext, handler: Handler, auth: Authenticator
+) -> LocalSMTPServer:
     """TLS from the first byte; aiosmtpd cannot tell, so AUTH is allowed without STARTTLS."""
-    return Server(handler, listen_ssl=ctx, auth_require_tls=False, authenticator=auth)
+    return LocalSMTPServer(handler, listen_ssl=ctx, auth_require_tls=False, authenticator=auth)
 
 
-def _server(security: str, ctx: ssl.SSLContext, handler: Handler, auth: Authenticator) -> Server:
+def _server(
+    security: str, ctx: ssl.SSLContext, handler: Handler, auth: Authenticator
+) -> LocalSMTPServer:
     make = _starttls_server if security == "starttls" else _implicit_tls_server
     return make(ctx, handler, auth)
 
