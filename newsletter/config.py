@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from newsletter.config_delivery import DeliverySection, DkimSection, SMTPSection
+from newsletter.config_web import WebSection
 from newsletter.errors import ConfigError
 from newsletter.models import Topic
 
@@ -42,6 +43,8 @@ class NewsletterSection(_Strict):
     database: str = "var/newsletter.db"
     secret_env: str = "NEWSLETTER_SECRET"
     secret_file: str | None = None
+    previous_secrets_env: str | None = None
+    previous_secrets_file: str | None = None
     timezone: str = "UTC"
     list_id: str | None = None
     unsubscribe_mailto: str | None = None
@@ -202,6 +205,7 @@ class Config(_Strict):
     ranking: RankingSection = RankingSection()
     fetch: FetchSection = FetchSection()
     calendar: CalendarSection = CalendarSection()
+    web: WebSection = WebSection()
     base_dir: Path = Path(".")
 
     @field_validator("topics")
@@ -291,6 +295,21 @@ class Config(_Strict):
                 'e.g. python -c "import secrets; print(secrets.token_urlsafe(32))"',
             )
         return value
+
+    def signing_keys(self) -> list[str]:
+        """Every key that verifies a token, the current one (which signs) last: links in
+        emails sent before a key rotation keep working while the old key is listed."""
+        nl = self.newsletter
+        older: list[str] = []
+        if nl.previous_secrets_file:
+            text = _read_secret_file(
+                self.resolve(nl.previous_secrets_file), "newsletter.previous_secrets_file"
+            )
+            older += text.split()
+        if nl.previous_secrets_env:
+            older += os.environ.get(nl.previous_secrets_env, "").split()
+        current = self.secret()
+        return [k for k in older if k != current] + [current]
 
     def envelope_from(self) -> str:
         """MAIL FROM (the Return-Path bounces go to): ``smtp.envelope_from`` or the sender."""

@@ -178,8 +178,11 @@ def build_message(
     msg_id: str,
     now: datetime,
     html_qp: bytes | None = None,
+    bulk: bool = True,
 ) -> bytes:
     """The complete message as sent: text part first, HTML alternative second, CRLF ends.
+    ``bulk`` False (the confirmation email, sent to one person who asked) drops
+    ``Precedence: bulk``.
 
     The boundary starts with ``=_``, which quoted-printable output can never contain.
     ``html_qp`` is the HTML part already encoded (from the shared-render cache).
@@ -200,7 +203,7 @@ def build_message(
         list_id_header(headers.list_id),
         _fold("List-Unsubscribe", [u + "," for u in unsub[:-1]] + unsub[-1:]),
         "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
-        "Precedence: bulk",
+        *(["Precedence: bulk"] if bulk else []),
         "Auto-Submitted: auto-generated",
         f'Content-Type: multipart/alternative; boundary="{boundary}"',
     ]

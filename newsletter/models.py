@@ -110,6 +110,7 @@ class Subscriber:
     timezone: str = "UTC"
     authors: tuple[str, ...] = ()  # authors to follow
     exclude: tuple[str, ...] = ()  # keywords that rule a paper out
+    paused: bool = False  # subscribed, but no editions until resumed
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,10 +63,28 @@ def embed_candidates(
 
 
 def is_due(subscriber: Subscriber, edition: date, last_sent: date | None) -> bool:
-    """Daily subscribers every day; weekly ones when their last edition is a week old."""
+    """Daily subscribers every day; weekly ones when their last edition is a week old;
+    paused ones never."""
+    if subscriber.paused:
+        return False
     if subscriber.frequency != "weekly":
         return True
     return last_sent is None or (edition - last_sent).days >= 7
+
+
+def renderer_for(config: Config) -> Renderer:
+    """The email renderer with the list's branding and the operator's templates."""
+    nl = config.newsletter
+    d = config.digest
+    branding = Branding(
+        nl.name,
+        nl.base_url,
+        nl.postal_address,
+        {t.id: t.name for t in config.topics},
+        d.layout,
+        d.subject,
+    )
+    return Renderer(branding, config.templates_dir())
 
 
 class Edition:
@@ -104,17 +122,7 @@ class Edition:
     @property
     def renderer(self) -> Renderer:
         if self._renderer is None:
-            nl = self.config.newsletter
-            d = self.config.digest
-            branding = Branding(
-                nl.name,
-                nl.base_url,
-                nl.postal_address,
-                {t.id: t.name for t in self.config.topics},
-                d.layout,
-                d.subject,
-            )
-            self._renderer = Renderer(branding, self.config.templates_dir())
+            self._renderer = renderer_for(self.config)
         return self._renderer
 
     def rank(self, subscribers: Sequence[Subscriber]) -> RankResult:
@@ -193,7 +201,7 @@ def digests(
 
 
 def _digests(edition: Edition, store: Store, email: str | None) -> list[Digest]:
-    subs = store.subscribers(SubscriberStatus.ACTIVE)
+    subs = [s for s in store.subscribers(SubscriberStatus.ACTIVE) if not s.paused]
     if email is not None:
         subs = [s for s in subs if s.email == email]
     ranked = edition.rank(subs)

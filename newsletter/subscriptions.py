@@ -22,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from newsletter.errors import InputError, RosterError, TokenError
 from newsletter.models import Subscriber, SubscriberStatus
 
-PURPOSES = ("confirm", "unsubscribe", "preferences", "archive")
+PURPOSES = ("confirm", "unsubscribe", "preferences", "archive", "csrf")
 # The roster columns `import` reads and `export` writes; from an export, only a suppressed
 # status is carried over (unsubscribe always wins, across installations).
 ROSTER_FIELDS = (

@@ -228,6 +228,7 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         conn.execute("ALTER TABLE deliveries DROP COLUMN lease_until")
         conn.execute("ALTER TABLE subscribers DROP COLUMN authors")
         conn.execute("ALTER TABLE subscribers DROP COLUMN exclude")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN paused_at")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
         conn.execute(
             "INSERT INTO papers (id, title, abstract, authors, categories, keywords, "

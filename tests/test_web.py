@@ -20,6 +20,7 @@ from newsletter.smtp_server import LocalSMTPServer
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 from newsletter.web import create_app
+from newsletter.web.build import build_site
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def site(tmp_path: Path) -> Iterator[tuple[str, Store, LocalSMTPServer, Path]]:
     assert run(["--config", str(config), "subscribers", "import", str(roster)]) == 0
     assert run(["--config", str(config), "--now", NOW.isoformat(), "send"]) == 0
     store = Store.open(load_config(config).database_url())
-    app = create_app(store, Signer([SECRET]), "Test Digest", lambda: NOW)
+    app = create_app(build_site(load_config(config), store, Signer([SECRET]), lambda: NOW))
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
     )

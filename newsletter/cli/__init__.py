@@ -189,8 +189,8 @@ def _encoder(config: Config) -> Encoder | None:
 
 
 def _signing(config: Config) -> tuple[Signer, str]:
-    secret = config.secret()
-    return Signer([secret]), secret
+    keys = config.signing_keys()
+    return Signer(keys), keys[-1]
 
 
 @app.command("preview")
@@ -382,22 +382,32 @@ def unsubscribe(mail: Any) -> int:
 
 @app.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
 def serve(host: str, port: int) -> int:
-    """Run the web app (one-click unsubscribe) with uvicorn, behind your reverse proxy."""
+    """Run the web app (sign-up, confirm, preferences, archive, one-click unsubscribe) with
+    uvicorn, behind your reverse proxy."""
     import uvicorn
 
     from newsletter.web import create_app
+    from newsletter.web.build import build_site
 
     state = current()
     config = state.config
     signer, _ = _signing(config)
     with open_store(config) as store:
-        web = create_app(store, signer, config.newsletter.name, lambda: datetime.now(UTC))
+        web = create_app(build_site(config, store, signer))
         out.print(
             f"Serving on http://{host}:{port}; links in emails use {config.newsletter.base_url}"
         )
-        uvicorn.run(web, host=host, port=port, log_level="warning", proxy_headers=True)
+        uvicorn.run(
+            web,
+            host=host,
+            port=port,
+            log_level="warning",
+            proxy_headers=True,
+            forwarded_allow_ips=config.web.forwarded_allow_ips,
+            server_header=False,
+        )
     return 0
 
 

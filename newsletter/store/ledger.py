@@ -346,6 +346,23 @@ class LedgerStore(StoreBase):
                     out[sid] = date.fromisoformat(day)
         return out
 
+    def delivered_paper_ids(self, subscriber_id: int, edition_date: date) -> list[str] | None:
+        """The papers of one subscriber's edition, in digest order, if it reached them (sent,
+        or possibly sent): what the web archive shows. None when there is no such edition."""
+        d, e = t.deliveries, t.editions
+        q = (
+            select(d.c.paper_ids)
+            .join(e, e.c.id == d.c.edition_id)
+            .where(
+                e.c.edition_date == edition_date.isoformat(),
+                d.c.subscriber_id == subscriber_id,
+                d.c.status.in_([DeliveryStatus.SENT.value, DeliveryStatus.UNCERTAIN.value]),
+            )
+        )
+        with self.engine.connect() as conn:
+            found = conn.execute(q).scalar()
+        return None if found is None else [str(p) for p in json.loads(found)]
+
     def sent_paper_ids(
         self, subscriber_ids: Sequence[int], paper_ids: Sequence[str]
     ) -> dict[int, set[str]]:

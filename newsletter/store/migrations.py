@@ -88,6 +88,10 @@ def _confirmations_and_rate_events(conn: Connection) -> None:
     conn.execute(text("CREATE INDEX ix_rate_events_bucket_key ON rate_events (bucket, key, at)"))
 
 
+def _subscriber_pause(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE subscribers ADD COLUMN paused_at VARCHAR(40)"))
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
     (
@@ -97,6 +101,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     ),
     (3, "delivery leases; indexes for the hourly cap and bounce counts", _delivery_leases),
     (4, "confirmation emails (single-use) and rate-limit events", _confirmations_and_rate_events),
+    (5, "subscribers can pause their digest", _subscriber_pause),
 ]
 
 LATEST = MIGRATIONS[-1][0]

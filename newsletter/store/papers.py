@@ -162,6 +162,19 @@ class PaperStore(StoreBase):
             _stored_paper(r, sources.get(r["id"], ()), sigs.get(r["id"], Signals())) for r in rows
         ]
 
+    def papers_by_id(self, ids: Sequence[str]) -> list[StoredPaper]:
+        """These papers, in the order given (unknown ids left out)."""
+        with self.engine.connect() as conn:
+            rows = {
+                r["id"]: r
+                for chunk in chunks(ids)
+                for r in conn.execute(select(t.papers).where(t.papers.c.id.in_(chunk))).mappings()
+            }
+            found = [i for i in ids if i in rows]
+            sources = self._sources_of(conn, found)
+            sigs = self._latest_signals(conn, found)
+        return [_stored_paper(rows[i], sources.get(i, ()), sigs.get(i, Signals())) for i in found]
+
     def embeddings(self, ids: Sequence[str], model: str) -> dict[str, npt.NDArray[np.float32]]:
         """Cached embeddings of these papers for one model."""
         e = t.paper_embeddings

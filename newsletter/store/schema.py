@@ -96,6 +96,7 @@ subscribers = Table(
     Column("updated_at", String(40), nullable=False),
     Column("confirmed_at", String(40)),
     Column("unsubscribed_at", String(40)),
+    Column("paused_at", String(40)),  # set while the subscriber has paused the digest
     # ids are in unsubscribe tokens: never reuse one, even after a row is deleted
     sqlite_autoincrement=True,
 )

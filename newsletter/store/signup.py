@@ -3,7 +3,9 @@ several web processes share them."""
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -11,9 +13,85 @@ from sqlalchemy import delete, func, select, update
 from newsletter.models import SubscriberStatus
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase
+from newsletter.store.subscribers import email_hash
 
 
 class SignupStore(StoreBase):
+    def sign_up(
+        self, email: str, topics: Sequence[str], frequency: str, now: datetime
+    ) -> tuple[int | None, str]:
+        """A sign-up from the web form: (subscriber id, what it was). "added" creates a
+        pending subscriber; "pending" updates its choices (they are not confirmed yet);
+        "active" and "suppressed" change nothing, so a stranger can neither alter a
+        subscriber's choices nor revive an address that left (its id is None)."""
+        s = t.subscribers
+        stamp = now.isoformat()
+        values = {"topics": json.dumps(list(topics)), "frequency": frequency}
+        with self.engine.begin() as conn:
+            forgotten = conn.execute(
+                select(t.suppressions.c.email_hash).where(
+                    t.suppressions.c.email_hash == email_hash(email)
+                )
+            ).first()
+            if forgotten is not None:
+                return None, "suppressed"
+            row = conn.execute(select(s.c.id, s.c.status).where(s.c.email == email)).first()
+            if row is None:
+                sid = conn.execute(
+                    s.insert().values(
+                        email=email,
+                        name="",
+                        status=SubscriberStatus.PENDING.value,
+                        created_at=stamp,
+                        updated_at=stamp,
+                        **values,
+                    )
+                ).inserted_primary_key
+                assert sid is not None
+                return int(sid[0]), "added"
+            if row.status == SubscriberStatus.PENDING.value:
+                conn.execute(s.update().where(s.c.id == row.id).values(updated_at=stamp, **values))
+                return int(row.id), "pending"
+            if row.status == SubscriberStatus.ACTIVE.value:
+                return int(row.id), "active"
+            return None, "suppressed"
+
+    def update_preferences(
+        self,
+        subscriber_id: int,
+        *,
+        topics: Sequence[str],
+        keywords: Sequence[str],
+        frequency: str,
+        timezone: str,
+        paused: bool,
+        now: datetime,
+    ) -> bool:
+        """Save a subscriber's choices from the preferences page; only an active subscriber
+        has any (False otherwise: unsubscribed is final)."""
+        s = t.subscribers
+        stamp = now.isoformat()
+        with self.engine.begin() as conn:
+            res = conn.execute(
+                s.update()
+                .where(s.c.id == subscriber_id, s.c.status == SubscriberStatus.ACTIVE.value)
+                .values(
+                    topics=json.dumps(list(topics)),
+                    keywords=json.dumps(list(keywords)),
+                    frequency=frequency,
+                    timezone=timezone,
+                    updated_at=stamp,
+                    paused_at=func.coalesce(s.c.paused_at, stamp) if paused else None,
+                )
+            )
+        return bool(res.rowcount)
+
+    def withdraw_confirmation(self, nonce: str) -> None:
+        """Forget a nonce whose email could not be sent, so the address may try again."""
+        c = t.confirmations
+        with self.engine.begin() as conn:
+            conn.execute(delete(c).where(c.c.nonce == nonce, c.c.used_at.is_(None)))
+
     def issue_confirmation(
         self, subscriber_id: int, now: datetime, every: timedelta = timedelta(hours=24)
     ) -> str | None:

@@ -177,4 +177,5 @@ def _subscriber(row: Any) -> Subscriber:
         exclude=tuple(json.loads(row["exclude"])),
         frequency=row["frequency"],
         timezone=row["timezone"],
+        paused=row["paused_at"] is not None,
     )
