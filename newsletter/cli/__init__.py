@@ -382,7 +382,7 @@ def unsubscribe(mail: Any) -> int:
 
 @app.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True)
 def serve(host: str, port: int) -> int:
     """Run the web app (sign-up, confirm, preferences, archive, one-click unsubscribe) with
     uvicorn, behind your reverse proxy."""
