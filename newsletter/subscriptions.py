@@ -35,6 +35,7 @@ ROSTER_FIELDS = (
     "exclude",
     "frequency",
     "timezone",
+    "paused",
 )
 
 
@@ -94,6 +95,7 @@ def subscriber_record(sub: Subscriber) -> dict[str, Any]:
         "exclude": list(sub.exclude),
         "frequency": sub.frequency,
         "timezone": sub.timezone,
+        "paused": sub.paused,
     }
 
 
@@ -130,6 +132,17 @@ def _as_list(value: Any) -> tuple[str, ...]:
     raise ValueError("expected a list of strings (in CSV: values separated by ';')")
 
 
+def _as_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("", "0", "false", "no"):
+        return False
+    if text in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"paused {value!r}: expected true or false")
+
+
 def _row(
     record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None
 ) -> Subscriber:
@@ -155,6 +168,7 @@ def _row(
         raise ValueError(
             f"timezone {zone!r}: expected an IANA zone such as Europe/Berlin"
         ) from None
+    paused = _as_bool(record.get("paused", False))
     given = str(record.get("status") or "")
     if given in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
         status = SubscriberStatus(given)  # unsubscribe always wins, across installations
@@ -169,6 +183,7 @@ def _row(
         exclude=_as_list(record.get("exclude")),
         frequency=frequency,
         timezone=zone,
+        paused=paused,
     )
 
 

@@ -563,3 +563,42 @@ def test_send_ends_with_the_totals_table(
         assert re.search(rf"│ {name}\s*│\s*{value} │", totals), totals
     assert re.search(r"│ msgs/s\s*│\s*[\d.]+ │", totals) and "seconds" in totals
     assert "ada@example.org" in out and "bounced" in out
+
+
+def test_a_pause_survives_export_and_import(cli: CLI, tmp_path: Path, demo_roster: Path) -> None:
+    from newsletter.config import load_config
+    from newsletter.store import Store
+
+    config = _setup(cli, tmp_path, _free_port(), demo_roster)
+    store = Store.open(load_config(Path(config)).database_url())
+    try:
+        grace = store.subscriber(email="grace@example.org")
+        assert grace is not None
+        assert store.update_preferences(
+            grace.id,
+            topics=grace.topics,
+            keywords=grace.keywords,
+            frequency="weekly",
+            timezone="Europe/Berlin",
+            paused=True,
+            now=NOW,
+        )
+    finally:
+        store.close()
+    _, listed, _ = cli("--config", config, "subscribers", "list", "--json")
+    paused = [json.loads(x)["email"] for x in listed.splitlines() if json.loads(x)["paused"]]
+    assert paused == ["grace@example.org"]
+    code, out, _ = cli("--config", config, "subscribers", "export")
+    assert code == 0
+    exported = tmp_path / "export.csv"
+    exported.write_text(out)
+    other = tmp_path / "other"
+    other.mkdir()
+    config2 = write_config(other, _free_port())
+    code, out, err = cli("--config", config2, "subscribers", "import", exported)
+    assert code == 0, err
+    _, shown, _ = cli("--config", config2, "subscribers", "show", "grace@example.org", "--json")
+    record = json.loads(shown)
+    assert record["paused"] is True and record["timezone"] == "Europe/Berlin"
+    _, shown, _ = cli("--config", config2, "subscribers", "show", "ada@example.org", "--json")
+    assert json.loads(shown)["paused"] is False

@@ -167,6 +167,30 @@ def test_weekly_subscriber_is_caught_up_after_a_missed_run(tmp_path: Path) -> No
         assert _status(store, wednesday) == {}
 
 
+def test_a_paused_subscriber_gets_nothing_until_resumed(tmp_path: Path) -> None:
+    with LocalSMTPServer() as server:
+        config, store = _setup(tmp_path, server.port, {"p@example.org": ("llm",)})
+        sub = store.subscriber(email="p@example.org")
+        assert sub is not None
+
+        def pause(paused: bool) -> None:
+            assert store.update_preferences(
+                sub.id,
+                topics=sub.topics,
+                keywords=(),
+                frequency="daily",
+                timezone="UTC",
+                paused=paused,
+                now=NOW,
+            )
+
+        pause(True)
+        assert _send(config, store, server.port).sent == 0
+        pause(False)
+        assert _send(config, store, server.port, NOW + timedelta(days=1)).sent == 1
+    assert _copies(server) == Counter({"p@example.org": 1})
+
+
 def test_template_error_stops_the_run_and_keeps_rows_pending(tmp_path: Path) -> None:
     templates = tmp_path / "tpl"
     templates.mkdir()

@@ -161,7 +161,7 @@ def subscribers_table(subs: Sequence[Subscriber]) -> None:
             (
                 s.email,
                 s.name,
-                s.status.value,
+                s.status.value + (", paused" if s.paused else ""),
                 ", ".join(s.topics),
                 ", ".join(s.keywords),
                 s.frequency,

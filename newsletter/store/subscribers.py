@@ -55,18 +55,21 @@ class SubscriberStore(StoreBase):
                         created_at=stamp,
                         updated_at=stamp,
                         confirmed_at=stamp if sub.status is SubscriberStatus.ACTIVE else None,
+                        paused_at=stamp if sub.paused else None,
                         **values,
                     )
                 )
                 return "added"
             if row["status"] in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
                 return "suppressed"
-            if all(row[k] == v for k, v in values.items()):
+            was_paused = row["paused_at"] is not None
+            if all(row[k] == v for k, v in values.items()) and was_paused == sub.paused:
                 return "unchanged"
+            paused_at = (row["paused_at"] or stamp) if sub.paused else None
             conn.execute(
                 t.subscribers.update()
                 .where(t.subscribers.c.id == row["id"])
-                .values(updated_at=stamp, **values)
+                .values(updated_at=stamp, paused_at=paused_at, **values)
             )
             return "updated"
 
