@@ -51,6 +51,36 @@ def test_secret_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     assert config.secret() == "long-enough-secret-value"
 
 
+def test_signing_keys_list_previous_keys_first_and_sign_with_the_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tmp_path / "old-keys"
+    old.write_text("file-key-one-0123456789\nfile-key-two-0123456789\n")
+    old.chmod(0o600)
+    config = load_config(
+        _write(
+            tmp_path,
+            '[newsletter]\nsecret_env = "KEY"\nprevious_secrets_env = "OLD"\n'
+            'previous_secrets_file = "old-keys"\n',
+        )
+    )
+    monkeypatch.setenv("KEY", "current-key-0123456789")
+    monkeypatch.setenv("OLD", "env-key-0123456789 current-key-0123456789")
+    assert config.signing_keys() == [
+        "file-key-one-0123456789",
+        "file-key-two-0123456789",
+        "env-key-0123456789",
+        "current-key-0123456789",
+    ]
+    monkeypatch.delenv("OLD")
+    assert config.signing_keys()[-1] == "current-key-0123456789"
+    from newsletter.subscriptions import Signer
+
+    token = Signer(["env-key-0123456789"]).make("unsubscribe", 7)
+    monkeypatch.setenv("OLD", "env-key-0123456789")
+    assert Signer(config.signing_keys()).read("unsubscribe", token) == 7
+
+
 def test_secret_file_must_not_be_world_readable(tmp_path: Path) -> None:
     key = tmp_path / "key"
     key.write_text("a-secret-from-a-file-123\n")
