@@ -6,28 +6,14 @@ browser is downloaded). Screenshots go to ``out/screenshots/`` for people to loo
 
 from __future__ import annotations
 
-import importlib.util
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import NOW, REPO
+from conftest import CHROMIUM, CHROMIUM_ARGS, NOW, REPO, needs_chromium
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or importlib.util.find_spec("playwright") is None,
-    reason="needs Debian's chromium and the playwright package (.ci/run installs both)",
-)
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+pytestmark = needs_chromium
+ARGS = CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")

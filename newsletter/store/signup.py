@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from newsletter.models import SubscriberStatus
 from newsletter.store import schema as t
@@ -18,6 +19,14 @@ from newsletter.store.subscribers import email_hash
 
 class SignupStore(StoreBase):
     def sign_up(
+        self, email: str, topics: Sequence[str], frequency: str, now: datetime
+    ) -> tuple[int | None, str]:
+        try:
+            return self._sign_up(email, topics, frequency, now)
+        except IntegrityError:  # the same address signed up at the same moment elsewhere
+            return self._sign_up(email, topics, frequency, now)
+
+    def _sign_up(
         self, email: str, topics: Sequence[str], frequency: str, now: datetime
     ) -> tuple[int | None, str]:
         """A sign-up from the web form: (subscriber id, what it was). "added" creates a
@@ -114,6 +123,22 @@ class SignupStore(StoreBase):
                 )
             )
         return nonce
+
+    def confirmation_usable(self, nonce: str, now: datetime, max_age: timedelta) -> bool:
+        """Whether ``confirm`` would accept this nonce now (read only: the GET page)."""
+        c, s = t.confirmations, t.subscribers
+        q = (
+            select(func.count())
+            .select_from(c.join(s, s.c.id == c.c.subscriber_id))
+            .where(
+                c.c.nonce == nonce,
+                c.c.used_at.is_(None),
+                c.c.created_at > (now - max_age).isoformat(),
+                s.c.status == SubscriberStatus.PENDING.value,
+            )
+        )
+        with self.engine.connect() as conn:
+            return bool(conn.execute(q).scalar_one())
 
     def confirm(self, nonce: str, now: datetime, max_age: timedelta) -> int | None:
         """Use a confirmation nonce once: the pending subscriber becomes active. Returns the

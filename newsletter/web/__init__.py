@@ -58,6 +58,9 @@ def create_app(site: Site) -> ASGIApp:
     async def health(request: Request) -> Response:
         return PlainTextResponse("ok")
 
+    async def no_content(request: Request) -> Response:
+        return Response(status_code=204)  # browsers ask every site; nothing to show
+
     routes = [
         Route("/", home, methods=["GET"]),
         Route("/subscribe", home, methods=["GET"]),
@@ -71,5 +74,10 @@ def create_app(site: Site) -> ASGIApp:
         Route("/archive/{day}/{token}", bind(account.archive), methods=["GET"]),
         Route("/site.css", stylesheet, methods=["GET"]),
         Route("/healthz", health, methods=["GET"]),
+        Route("/favicon.ico", no_content, methods=["GET"]),
     ]
-    return Guard(Starlette(routes=routes))
+    app = Starlette(routes=routes)
+    # no redirect to add or drop a trailing slash either: Starlette builds that Location
+    # from the request's Host header, which would send visitors to any host named there
+    app.router.redirect_slashes = False
+    return Guard(app)

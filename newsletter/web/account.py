@@ -19,7 +19,7 @@ from newsletter.render import shorten_authors
 from newsletter.sources.text import safe_url
 from newsletter.web.forms import MAX_KEYWORDS, PreferencesForm, parse_form
 from newsletter.web.pages import time_zones
-from newsletter.web.site import Site
+from newsletter.web.site import Site, read_form
 
 CSRF_AGE = 24 * 3600  # a preferences form is good for a day
 SUMMARY = 600
@@ -44,8 +44,8 @@ async def unsubscribe(site: Site, request: Request) -> Response:
     sub = site.holder("unsubscribe", request.path_params["token"])
     if sub is None:
         return site.invalid()
-    form = await request.form(max_files=0, max_fields=10)
-    if form.get("List-Unsubscribe") != "One-Click":
+    form = await read_form(request, 10)
+    if form is None or form.get("List-Unsubscribe") != "One-Click":
         return site.message(
             "Unsubscribe",
             "Expected the form field List-Unsubscribe=One-Click (RFC 8058).",
@@ -104,7 +104,9 @@ async def preferences(site: Site, request: Request) -> Response:
         return sub
     if not _same_origin(site, request):
         return site.message("Not saved", "This form was sent from another site.", status=403)
-    form = await request.form(max_files=0, max_fields=200)
+    form = await read_form(request, 200)
+    if form is None:
+        return _preferences(site, request, sub, error="Form: send text fields only, no files")
     try:
         if site.signer.read("csrf", str(form.get("csrf", "")), max_age=CSRF_AGE) != sub.id:
             raise TokenError("csrf")

@@ -13,12 +13,13 @@ from __future__ import annotations
 from datetime import timedelta
 
 from starlette.background import BackgroundTask
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.errors import InputError, TokenError
 from newsletter.web.forms import SignupForm, parse_form
-from newsletter.web.site import Site, client_ip, log
+from newsletter.web.site import Site, client_ip, log, read_form
 
 SENT_LINES = (
     "If this address can subscribe, a confirmation email is on its way to it.",
@@ -27,7 +28,18 @@ SENT_LINES = (
 )
 
 
-def subscribe_page(site: Site, request: Request, error: str = "", status: int = 200) -> Response:
+def subscribe_page(
+    site: Site,
+    request: Request,
+    error: str = "",
+    status: int = 200,
+    form: FormData | None = None,
+) -> Response:
+    """The sign-up form; after an error, with what was entered (escaped when shown)."""
+    known = {t.id for t in site.topics}
+    entered = str(form.get("email", ""))[:320] if form else ""
+    chosen = tuple(t for t in form.getlist("topics") if t in known) if form else ()
+    frequency = "weekly" if form and form.get("frequency") == "weekly" else "daily"
     return site.pages.render(
         "subscribe.html",
         status,
@@ -35,9 +47,9 @@ def subscribe_page(site: Site, request: Request, error: str = "", status: int = 
         intro="Trending research papers on the topics you choose, by email.",
         topics=site.topics,
         error=error,
-        email="",
-        chosen=(),
-        frequency="daily",
+        email=entered,
+        chosen=chosen,
+        frequency=frequency,
     )
 
 
@@ -52,11 +64,13 @@ async def subscribe(site: Site, request: Request) -> Response:
             status=429,
             headers={"retry-after": str(limits.signup_window_seconds)},
         )
-    form = await request.form(max_files=0, max_fields=100)
+    form = await read_form(request, 100)
+    if form is None:  # a file, too many fields, a broken multipart body: the form again
+        return subscribe_page(site, request, "Form: send text fields only, no files", 400)
     try:
         parsed = parse_form(SignupForm, form, {t.id for t in site.topics})
     except InputError as exc:
-        return subscribe_page(site, request, str(exc), 400)
+        return subscribe_page(site, request, str(exc), 400, form)
     assert isinstance(parsed, SignupForm)
     done = site.message("Check your inbox", *SENT_LINES)
     if parsed.website:  # the honeypot was filled: a bot; answer as usual, do nothing
@@ -98,7 +112,8 @@ def _nonce(site: Site, token: str) -> str | None:
 
 
 async def confirm_page(site: Site, request: Request) -> Response:
-    if _nonce(site, request.path_params["token"]) is None:
+    nonce = _nonce(site, request.path_params["token"])
+    if nonce is None or not site.store.confirmation_usable(nonce, site.clock(), site.confirm_age):
         return site.invalid()
     return site.message(
         "Confirm your subscription",

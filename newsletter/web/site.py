@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -77,6 +79,15 @@ class Site:
         return self.pages.render(
             "message.html", status, headers, title=title, lines=list(lines), **extra
         )
+
+
+async def read_form(request: Request, max_fields: int) -> FormData | None:
+    """The posted form, or None when it cannot be one of ours: a file, too many fields, a
+    broken multipart body (Starlette refuses those before any field can be looked at)."""
+    try:
+        return await request.form(max_files=0, max_fields=max_fields)
+    except HTTPException:
+        return None
 
 
 def client_ip(request: Request) -> str:
