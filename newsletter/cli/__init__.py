@@ -24,6 +24,8 @@ from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
+from newsletter.cli.ops_doctor import doctor
+from newsletter.cli.ops_systemd import systemd
 from newsletter.cli.subscribers import subscribers
 from newsletter.cli.tables import (
     collect_table,
@@ -343,6 +345,8 @@ def papers(since: str | None, as_json: bool) -> int:
 
 
 app.add_command(subscribers)
+app.add_command(doctor)
+app.add_command(systemd)
 
 
 @app.command()
