@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from newsletter.config_delivery import DeliverySection, DkimSection, SMTPSection
+from newsletter.config_schedule import ScheduleSection
 from newsletter.config_web import WebSection
 from newsletter.errors import ConfigError
 from newsletter.models import Topic
@@ -206,6 +207,7 @@ class Config(_Strict):
     fetch: FetchSection = FetchSection()
     calendar: CalendarSection = CalendarSection()
     web: WebSection = WebSection()
+    schedule: ScheduleSection = ScheduleSection()
     base_dir: Path = Path(".")
 
     @field_validator("topics")

@@ -10,7 +10,7 @@
     ├── TemplateError               a template cannot be loaded, compiled or rendered
     ├── DeliveryError               sending failed
     │   └── SMTPUnavailableError    the SMTP server cannot be reached at all (exit 3)
-    └── AlreadyRunningError         another send holds the run lock (exit 4)
+    └── AlreadyRunningError         another send or run holds the run lock
 
 The CLI prints ``str(error)`` (one line, with the hint) and maps the class to an exit code.
 """
@@ -71,6 +71,4 @@ class SMTPUnavailableError(DeliveryError):
 
 
 class AlreadyRunningError(NewsletterError):
-    """Another ``send`` holds the run lock; this one sends nothing."""
-
-    exit_code = 4
+    """Another ``send`` or ``run`` holds the run lock; this one sends nothing."""

@@ -111,6 +111,8 @@ class Subscriber:
     authors: tuple[str, ...] = ()  # authors to follow
     exclude: tuple[str, ...] = ()  # keywords that rule a paper out
     paused: bool = False  # subscribed, but no editions until resumed
+    send_hour: int | None = None  # local hour editions go out (None: the list's default)
+    send_weekday: int | None = None  # weekly: 0 = Monday (None: the list's default)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ rerun sends every row not yet sent and nothing twice.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -118,6 +119,13 @@ class Edition:
         )
         self._renderer = renderer
         self.dkim = dkim  # signs each composed message when set
+
+    def on(self, day: date) -> Edition:
+        """The same edition context (candidates, ranker, renderer) for another date: one
+        run may serve subscribers whose local dates differ."""
+        other = copy.copy(self)
+        other.date = day
+        return other
 
     @property
     def renderer(self) -> Renderer:

@@ -34,7 +34,8 @@ class RunLock:
             os.close(fd)
             holder = _read_pid(self.path)
             raise AlreadyRunningError(
-                f"another send is running{f' (pid {holder})' if holder else ''}; nothing sent",
+                f"another send or run is using this database{f' (pid {holder})' if holder else ''}"
+                "; nothing sent",
                 hint=f"it holds {self.path}; wait for it to finish",
             ) from None
         os.ftruncate(fd, 0)

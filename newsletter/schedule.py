@@ -1,4 +1,4 @@
-"""Time rules: the arXiv announcement calendar (and, later, the run schedule).
+"""Time rules: the arXiv announcement calendar, and when each subscriber's edition is due.
 
 arXiv announces Sunday to Thursday at 20:00 US Eastern; not on Friday or Saturday, nor on
 its published holidays. Its RSS feed carries the latest announcement until the next 20:00
@@ -9,9 +9,12 @@ Eastern boundary fell on an announcing day. Pure functions of ``now``.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
+
+from newsletter.models import Subscriber
 
 ARXIV_ZONE = ZoneInfo("America/New_York")
 ANNOUNCE_AT = time(20, 0)
@@ -82,3 +85,82 @@ def classify(
     ):
         return FeedDay.STALE
     return FeedDay.NEW
+
+
+# ---- the send schedule ---------------------------------------------------------------------
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def local_instant(day: date, at: time, zone: ZoneInfo) -> datetime:
+    """``at`` on ``day`` in ``zone`` as an aware UTC instant, defined on every day.
+
+    A wall time the spring-forward gap skips (02:30 in New York on 8 March 2026) is taken
+    with the offset from before the change, so it lands just after the gap (03:30); a time
+    the autumn repeats (01:30 on 1 November) is its first occurrence. Either way one
+    instant per day, so a schedule fires once a day even then.
+    """
+    return datetime.combine(day, at, tzinfo=zone).astimezone(ZoneInfo("UTC"))
+
+
+def latest_slot(now: datetime, zone: ZoneInfo, at: time, weekday: int | None) -> date:
+    """The local date of the most recent scheduled send at or before ``now``: daily at
+    ``at``, or weekly on ``weekday`` (0 = Monday) at ``at``.
+
+    After downtime this is the one edition to catch up (not one per missed day)."""
+    today = now.astimezone(zone).date()
+    for back in range(0, 9):
+        day = today - timedelta(days=back)
+        if weekday is not None and day.weekday() != weekday:
+            continue
+        if local_instant(day, at, zone) <= now:
+            return day
+    raise AssertionError("a daily or weekly slot is always within 8 days")
+
+
+def next_slot(now: datetime, zone: ZoneInfo, at: time, weekday: int | None) -> datetime:
+    """The first scheduled send strictly after ``now`` (for ``status``)."""
+    today = now.astimezone(zone).date()
+    for ahead in range(0, 9):
+        day = today + timedelta(days=ahead)
+        if weekday is not None and day.weekday() != weekday:
+            continue
+        instant = local_instant(day, at, zone)
+        if instant > now:
+            return instant
+    raise AssertionError("a daily or weekly slot is always within 8 days")
+
+
+def parse_clock(value: str) -> time:
+    """``HH:MM`` (24-hour) as a time; ValueError with what is expected otherwise."""
+    hours, sep, minutes = value.strip().partition(":")
+    if not (sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2):
+        raise ValueError(f"{value!r}: expected a time as HH:MM, e.g. 07:00")
+    h, m = int(hours), int(minutes)
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError(f"{value!r}: expected a time between 00:00 and 23:59")
+    return time(h, m)
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRule:
+    """When a subscriber's edition is due: their hour (or the list's ``send_at``), in their
+    time zone, daily or on their weekday (or the list's ``weekly_day``)."""
+
+    default_at: time
+    default_weekday: int
+
+    def _when(self, sub: Subscriber) -> tuple[ZoneInfo, time, int | None]:
+        at = time(sub.send_hour) if sub.send_hour is not None else self.default_at
+        weekday = None
+        if sub.frequency == "weekly":
+            weekday = sub.send_weekday if sub.send_weekday is not None else self.default_weekday
+        return ZoneInfo(sub.timezone), at, weekday
+
+    def slot(self, sub: Subscriber, now: datetime) -> date:
+        """The edition (local date) this subscriber is owed at ``now``."""
+        return latest_slot(now, *self._when(sub))
+
+    def next_send(self, sub: Subscriber, now: datetime) -> datetime:
+        """When this subscriber's next edition is due after ``now``."""
+        return next_slot(now, *self._when(sub))

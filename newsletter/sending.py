@@ -11,9 +11,9 @@ import asyncio
 import logging
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from newsletter.config import Config
@@ -24,8 +24,9 @@ from newsletter.errors import SMTPUnavailableError, TemplateError
 from newsletter.mail import needs_smtputf8
 from newsletter.models import DeliveryStatus, OutgoingMessage, RunReport, SubscriberStatus
 from newsletter.pace import RateLimiter
-from newsletter.pipeline import Edition, is_due
+from newsletter.pipeline import Edition, edition_date_for, is_due
 from newsletter.rank.semantic import Encoder
+from newsletter.schedule import SlotRule
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
@@ -59,6 +60,10 @@ class SendContext:
     dkim: DkimSigner | None = None
     settings: DeliverySettings | None = None
     handle_signals: bool = False  # SIGTERM/SIGINT stop the run gracefully (CLI only)
+    # the scheduler's mode: each subscriber's edition at their own hour and weekday, in their
+    # time zone, in the edition of their local date; every edition with work left is sent
+    slots: SlotRule | None = None
+    on_engine: Callable[[Engine], None] | None = None  # lets a caller stop the run
 
 
 class SendInterrupted(Exception):
@@ -80,12 +85,22 @@ async def send_edition(ctx: SendContext) -> RunReport:
     settings = ctx.settings or config.delivery.settings()
     if ctx.dry_run:  # one writer, no pacing: nothing leaves the machine
         settings = DeliverySettings(connections=1, max_attempts=settings.max_attempts)
+    if ctx.slots is not None:
+        _plan_slots(store, ctx.slots, ctx.now)
+        work = store.open_editions()
+        if not work:  # the common tick: nothing due, nothing to rank
+            return RunReport(edition_date_for(ctx.now, config.newsletter.timezone), ctx.dry_run)
     edition = Edition(config, store, ctx.now, encoder=ctx.encoder, dkim=ctx.dkim)
     report = RunReport(edition.date, dry_run=ctx.dry_run)
-    edition_id = store.edition(edition.date, ctx.now)
-    store.recover_interrupted(edition_id, ctx.clock(), exclusive=ctx.exclusive)
-    _plan(store, edition, edition_id)
-    counts = store.status_counts(edition_id)
+    if ctx.slots is None:
+        editions = [(store.edition(edition.date, ctx.now), edition)]
+    else:
+        editions = [(eid, edition.on(day)) for eid, day in work]
+    for eid, _ in editions:
+        store.recover_interrupted(eid, ctx.clock(), exclusive=ctx.exclusive)
+    if ctx.slots is None:
+        _plan(store, edition, editions[0][0])
+    counts = _counts(store, editions)
     open_rows = counts.get("pending", 0) + counts.get("uncertain", 0)
     report.already_done = sum(counts.values()) - open_rows
     tally = _Tally(report, open_rows, ctx.progress, ctx.dry_run)
@@ -97,6 +112,8 @@ async def send_edition(ctx: SendContext) -> RunReport:
         tally.settled,
         limiter=None if ctx.dry_run else _limiter(store, settings, ctx.clock),
     )
+    if ctx.on_engine is not None:
+        ctx.on_engine(engine)
     mail_from = config.envelope_from()
     started = time.perf_counter()
     loop = asyncio.get_running_loop()
@@ -104,13 +121,17 @@ async def send_edition(ctx: SendContext) -> RunReport:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, engine.stop)
     try:
-        await engine.run(_jobs(ctx, settings, edition, edition_id, mail_from, engine, tally))
+        await engine.run(
+            job
+            for eid, ed in editions
+            for job in _jobs(ctx, settings, ed, eid, mail_from, engine, tally)
+        )
     finally:
         if ctx.handle_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         report.seconds = time.perf_counter() - started
-        _close(report, store.status_counts(edition_id))
+        _close(report, _counts(store, editions))
     report.stopped = engine.stopping and engine.fatal is None
     if engine.fatal is not None:
         raise SendInterrupted(report, engine.fatal)
@@ -124,6 +145,32 @@ def _plan(store: Store, edition: Edition, edition_id: int) -> None:
         last_sent = store.last_sent_dates(weekly) if weekly else {}
         due = [s.id for s in page if is_due(s, edition.date, last_sent.get(s.id))]
         store.plan_deliveries(edition_id, due, edition.now)
+
+
+def _plan_slots(store: Store, rule: SlotRule, now: datetime) -> None:
+    """A pending row for each active subscriber whose slot has come and whose edition for it
+    is not in the ledger yet, in the edition of their local date; older rows still open for
+    them are superseded (one catch-up edition after downtime, not a backlog)."""
+    for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
+        live = [s for s in page if not s.paused]
+        last = store.last_planned_dates([s.id for s in live])
+        due: dict[date, list[int]] = {}
+        for sub in live:
+            day = rule.slot(sub, now)
+            before = last.get(sub.id)
+            if before is None or before < day:
+                due.setdefault(day, []).append(sub.id)
+        for day, ids in sorted(due.items()):
+            store.supersede_open(ids, day, now)
+            store.plan_deliveries(store.edition(day, now), ids, now)
+
+
+def _counts(store: Store, editions: Sequence[tuple[int, Edition]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for eid, _ in editions:
+        for status, n in store.status_counts(eid).items():
+            total[status] = total.get(status, 0) + n
+    return total
 
 
 def _limiter(store: Store, settings: DeliverySettings, clock: Clock) -> RateLimiter:

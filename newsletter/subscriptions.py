@@ -21,6 +21,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from newsletter.errors import InputError, RosterError, TokenError
 from newsletter.models import Subscriber, SubscriberStatus
+from newsletter.schedule import WEEKDAYS
 
 PURPOSES = ("confirm", "unsubscribe", "preferences", "archive", "csrf")
 # The roster columns `import` reads and `export` writes; from an export, only a suppressed
@@ -36,6 +37,8 @@ ROSTER_FIELDS = (
     "frequency",
     "timezone",
     "paused",
+    "send_hour",
+    "send_weekday",
 )
 
 
@@ -96,6 +99,8 @@ def subscriber_record(sub: Subscriber) -> dict[str, Any]:
         "frequency": sub.frequency,
         "timezone": sub.timezone,
         "paused": sub.paused,
+        "send_hour": sub.send_hour,
+        "send_weekday": None if sub.send_weekday is None else WEEKDAYS[sub.send_weekday],
     }
 
 
@@ -143,6 +148,22 @@ def _as_bool(value: Any) -> bool:
     raise ValueError(f"paused {value!r}: expected true or false")
 
 
+def _send_time(hour: Any, weekday: Any) -> tuple[int | None, int | None]:
+    h: int | None = None
+    if hour not in (None, ""):
+        text = str(hour).strip()
+        if not text.isdigit() or not 0 <= int(text) <= 23:
+            raise ValueError(f"send_hour {hour!r}: expected an hour from 0 to 23")
+        h = int(text)
+    w: int | None = None
+    if weekday not in (None, ""):
+        name = str(weekday).strip().lower()
+        if name not in WEEKDAYS:
+            raise ValueError(f"send_weekday {weekday!r}: expected a day such as monday")
+        w = WEEKDAYS.index(name)
+    return h, w
+
+
 def _row(
     record: dict[str, Any], status: SubscriberStatus, topic_ids: set[str] | None
 ) -> Subscriber:
@@ -169,6 +190,7 @@ def _row(
             f"timezone {zone!r}: expected an IANA zone such as Europe/Berlin"
         ) from None
     paused = _as_bool(record.get("paused", False))
+    send_hour, send_weekday = _send_time(record.get("send_hour"), record.get("send_weekday"))
     given = str(record.get("status") or "")
     if given in (SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED):
         status = SubscriberStatus(given)  # unsubscribe always wins, across installations
@@ -184,6 +206,8 @@ def _row(
         frequency=frequency,
         timezone=zone,
         paused=paused,
+        send_hour=send_hour,
+        send_weekday=send_weekday,
     )
 
 

@@ -340,7 +340,7 @@ def test_module_entry_point_runs() -> None:
         assert command in done.stdout
 
 
-def test_second_send_while_one_runs_exits_4_and_sends_nothing(
+def test_second_send_while_one_runs_exits_1_and_sends_nothing(
     cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer, demo_roster: Path
 ) -> None:
     from newsletter.config import load_config
@@ -349,8 +349,9 @@ def test_second_send_while_one_runs_exits_4_and_sends_nothing(
     config = _setup(cli, tmp_path, smtp_server.port, demo_roster)
     with RunLock(load_config(config).lock_path()):
         code, _, err = cli("--config", config, "--now", NOW.isoformat(), "send")
-    assert code == 4
-    assert "another send is running" in err and len(err.strip().splitlines()) == 1
+    assert code == 1
+    assert "another send or run is using this database" in err
+    assert len(err.strip().splitlines()) == 1
     assert smtp_server.received == []
     # the lock is free again: the next run sends
     assert cli("--config", config, "--now", NOW.isoformat(), "send")[0] == 0

@@ -229,6 +229,9 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         conn.execute("ALTER TABLE subscribers DROP COLUMN authors")
         conn.execute("ALTER TABLE subscribers DROP COLUMN exclude")
         conn.execute("ALTER TABLE subscribers DROP COLUMN paused_at")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN send_hour")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN send_weekday")
+        conn.execute("ALTER TABLE subscribers DROP COLUMN last_edition")
         conn.execute("DELETE FROM schema_migrations WHERE version > 1")
         conn.execute(
             "INSERT INTO papers (id, title, abstract, authors, categories, keywords, "

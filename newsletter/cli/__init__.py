@@ -23,8 +23,18 @@ from rich.progress import Progress
 from rich.text import Text
 from sqlalchemy.exc import OperationalError
 
-from newsletter.cli.context import State, current, err, open_store, out, print_json_lines
+from newsletter.cli.context import (
+    State,
+    current,
+    encoder_for,
+    err,
+    open_store,
+    out,
+    print_json_lines,
+    signing,
+)
 from newsletter.cli.ops_doctor import doctor
+from newsletter.cli.ops_run import run_cmd
 from newsletter.cli.ops_systemd import systemd
 from newsletter.cli.subscribers import subscribers
 from newsletter.cli.tables import (
@@ -40,7 +50,6 @@ from newsletter.deliver import OutboxSender
 from newsletter.errors import InputError, NewsletterError
 from newsletter.models import RunReport
 from newsletter.pipeline import digests, preview
-from newsletter.rank.semantic import Encoder, load_encoder
 from newsletter.runlock import RunLock
 from newsletter.sending import (
     SendContext,
@@ -50,7 +59,7 @@ from newsletter.sending import (
     smtp_connect,
 )
 from newsletter.store import Store
-from newsletter.subscriptions import Signer, normalise_email
+from newsletter.subscriptions import normalise_email
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -155,7 +164,7 @@ def rank(subscriber: str | None, as_json: bool, explain: bool) -> int:
     with open_store(state.config) as store:
         if email and store.subscriber(email=email) is None:
             raise InputError(f"no subscriber {email}")
-        result, model = digests(state.config, store, state.now, email, _encoder(state.config))
+        result, model = digests(state.config, store, state.now, email, encoder_for(state.config))
     if as_json:
         print_json_lines(
             [
@@ -185,16 +194,6 @@ def rank(subscriber: str | None, as_json: bool, explain: bool) -> int:
     return 0
 
 
-def _encoder(config: Config) -> Encoder | None:
-    """The semantic model when configured and installed (an edge: loading takes seconds)."""
-    return load_encoder() if config.ranking.semantic == "auto" else None
-
-
-def _signing(config: Config) -> tuple[Signer, str]:
-    keys = config.signing_keys()
-    return Signer(keys), keys[-1]
-
-
 @app.command("preview")
 @click.option(
     "--out", "out_dir", type=click.Path(path_type=Path), required=True, help="Folder to write into."
@@ -213,11 +212,11 @@ def preview_cmd(out_dir: Path, subscriber: str | None, serve: bool, port: int) -
     from newsletter.gallery import serve_folder, write_gallery
 
     state = current()
-    signer, secret = _signing(state.config)
+    signer, secret = signing(state.config)
     email = normalise_email(subscriber) if subscriber else None
     with open_store(state.config) as store:
         composed = preview(
-            state.config, store, signer, secret, state.now, email, _encoder(state.config)
+            state.config, store, signer, secret, state.now, email, encoder_for(state.config)
         )
     index = write_gallery(
         out_dir,
@@ -251,7 +250,7 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
     config = state.config
     if dry_run and out_dir is None:
         raise click.BadParameter("--dry-run needs --out DIR", param_hint="--out")
-    signer, secret = _signing(config)
+    signer, secret = signing(config)
     with ExitStack() as stack:
         if not dry_run:  # a dry run writes nothing, so it may run beside a real send
             stack.enter_context(RunLock(config.lock_path()))
@@ -277,7 +276,7 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
             secret,
             state.now,
             dry_run=dry_run,
-            encoder=_encoder(config),
+            encoder=encoder_for(config),
             dkim=dkim_signer(config),
             handle_signals=True,
         )
@@ -346,6 +345,7 @@ def papers(since: str | None, as_json: bool) -> int:
 
 app.add_command(subscribers)
 app.add_command(doctor)
+app.add_command(run_cmd)
 app.add_command(systemd)
 
 
@@ -374,7 +374,7 @@ def unsubscribe(mail: Any) -> int:
             "no unsubscribe token in the subject",
             hint="the List-Unsubscribe mailto: link puts one there",
         )
-    signer, _ = _signing(state.config)
+    signer, _ = signing(state.config)
     sid = signer.read("unsubscribe", found.group(1))
     with open_store(state.config) as store:
         sub = store.subscriber(id=sid)
@@ -397,7 +397,7 @@ def serve(host: str, port: int) -> int:
 
     state = current()
     config = state.config
-    signer, _ = _signing(config)
+    signer, _ = signing(config)
     with open_store(config) as store:
         web = create_app(build_site(config, store, signer))
         out.print(

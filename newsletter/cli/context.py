@@ -14,7 +14,9 @@ import click
 from rich.console import Console
 
 from newsletter.config import Config, load_config
+from newsletter.rank.semantic import Encoder, load_encoder
 from newsletter.store import Store
+from newsletter.subscriptions import Signer
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -47,6 +49,17 @@ def open_store(config: Config) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def encoder_for(config: Config) -> Encoder | None:
+    """The semantic model when configured and installed (an edge: loading takes seconds)."""
+    return load_encoder() if config.ranking.semantic == "auto" else None
+
+
+def signing(config: Config) -> tuple[Signer, str]:
+    """The token signer (every key verifies, the newest signs) and the current key."""
+    keys = config.signing_keys()
+    return Signer(keys), keys[-1]
 
 
 def print_json_lines(rows: Sequence[Any]) -> None:

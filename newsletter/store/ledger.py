@@ -111,7 +111,8 @@ class LedgerStore(StoreBase):
     def plan_deliveries(
         self, edition_id: int, subscriber_ids: Iterable[int], now: datetime
     ) -> None:
-        """A pending row per subscriber not yet in the ledger for this edition."""
+        """A pending row per subscriber not yet in the ledger for this edition; each
+        subscriber's ``last_edition`` moves up to it (what the scheduler's due check reads)."""
         stamp = now.isoformat()
         rows = [
             {
@@ -128,6 +129,18 @@ class LedgerStore(StoreBase):
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(self._insert_ignore(t.deliveries), rows)
+                day = conn.execute(
+                    select(t.editions.c.edition_date).where(t.editions.c.id == edition_id)
+                ).scalar_one()
+                for chunk in chunks([r["subscriber_id"] for r in rows]):
+                    conn.execute(
+                        update(_s)
+                        .where(
+                            _s.c.id.in_(chunk),
+                            or_(_s.c.last_edition.is_(None), _s.c.last_edition < day),
+                        )
+                        .values(last_edition=day)
+                    )
 
     def recover_interrupted(self, edition_id: int, now: datetime, *, exclusive: bool) -> int:
         """Rows left ``sending`` by a killed run may have been accepted: mark them uncertain.

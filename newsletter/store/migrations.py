@@ -92,6 +92,18 @@ def _subscriber_pause(conn: Connection) -> None:
     conn.execute(text("ALTER TABLE subscribers ADD COLUMN paused_at VARCHAR(40)"))
 
 
+def _subscriber_send_time(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE subscribers ADD COLUMN send_hour INTEGER"))
+    conn.execute(text("ALTER TABLE subscribers ADD COLUMN send_weekday INTEGER"))
+    conn.execute(text("ALTER TABLE subscribers ADD COLUMN last_edition VARCHAR(10)"))
+    conn.execute(
+        text(
+            "UPDATE subscribers SET last_edition = (SELECT max(e.edition_date) FROM deliveries d "
+            "JOIN editions e ON e.id = d.edition_id WHERE d.subscriber_id = subscribers.id)"
+        )
+    )
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
     (
@@ -102,6 +114,11 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (3, "delivery leases; indexes for the hourly cap and bounce counts", _delivery_leases),
     (4, "confirmation emails (single-use) and rate-limit events", _confirmations_and_rate_events),
     (5, "subscribers can pause their digest", _subscriber_pause),
+    (
+        6,
+        "subscribers choose the hour and weekday of their edition; each one's last edition",
+        _subscriber_send_time,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -97,6 +97,9 @@ subscribers = Table(
     Column("confirmed_at", String(40)),
     Column("unsubscribed_at", String(40)),
     Column("paused_at", String(40)),  # set while the subscriber has paused the digest
+    Column("send_hour", Integer),  # local hour of day; NULL: the list's [schedule] send_at
+    Column("send_weekday", Integer),  # weekly editions: 0 = Monday; NULL: weekly_day
+    Column("last_edition", String(10)),  # the newest edition planned for them (YYYY-MM-DD)
     # ids are in unsubscribe tokens: never reuse one, even after a row is deleted
     sqlite_autoincrement=True,
 )

@@ -18,6 +18,7 @@ from newsletter.store import schema as t
 from newsletter.store.ledger import LedgerStore
 from newsletter.store.migrations import migrate
 from newsletter.store.papers import PaperStore
+from newsletter.store.schedule import ScheduleStore
 from newsletter.store.signup import SignupStore
 from newsletter.store.source_state import SourceStateStore
 from newsletter.store.subscribers import SubscriberStore
@@ -41,7 +42,7 @@ def _make_engine(url: str) -> Engine:
     return create_engine(url)
 
 
-class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore, SignupStore):
+class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore, SignupStore, ScheduleStore):
     """One database; open with ``Store.open(url)``, which migrates it to the latest schema."""
 
     @classmethod

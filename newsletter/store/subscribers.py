@@ -33,6 +33,8 @@ class SubscriberStore(StoreBase):
             "exclude": json.dumps(list(sub.exclude)),
             "frequency": sub.frequency,
             "timezone": sub.timezone,
+            "send_hour": sub.send_hour,
+            "send_weekday": sub.send_weekday,
         }
         with self.engine.begin() as conn:
             forgotten = conn.execute(
@@ -181,4 +183,6 @@ def _subscriber(row: Any) -> Subscriber:
         frequency=row["frequency"],
         timezone=row["timezone"],
         paused=row["paused_at"] is not None,
+        send_hour=row["send_hour"],
+        send_weekday=row["send_weekday"],
     )

@@ -1,0 +1,122 @@
+"""What the scheduler asks the ledger: each subscriber's latest edition, the editions with
+work left, superseding rows a newer edition replaces, and the figures ``status`` shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from newsletter.models import DeliveryStatus, SubscriberStatus
+from newsletter.store import schema as t
+from newsletter.store.base import StoreBase, chunks
+
+OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)
+
+
+class ScheduleStore(StoreBase):
+    def last_planned_dates(self, subscriber_ids: Sequence[int]) -> dict[int, date]:
+        """Each subscriber's newest edition with a row in the ledger, whatever its state:
+        an edition is due only when it is newer than this one (kept on the subscriber's row
+        by ``plan_deliveries``, so a tick reads one column, not the whole ledger)."""
+        s = t.subscribers
+        out: dict[int, date] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(subscriber_ids):
+                q = select(s.c.id, s.c.last_edition).where(
+                    s.c.id.in_(chunk), s.c.last_edition.is_not(None)
+                )
+                for sid, day in conn.execute(q):
+                    out[int(sid)] = date.fromisoformat(day)
+        return out
+
+    def supersede_open(self, subscriber_ids: Sequence[int], before: date, now: datetime) -> int:
+        """Rows still open in editions older than ``before`` for these subscribers are
+        skipped: after downtime a subscriber gets the newest edition once, not a backlog."""
+        d, e = t.deliveries, t.editions
+        older = select(e.c.id).where(e.c.edition_date < before.isoformat()).scalar_subquery()
+        done = 0
+        with self.engine.begin() as conn:
+            for chunk in chunks(subscriber_ids):
+                res = conn.execute(
+                    update(d)
+                    .where(
+                        d.c.subscriber_id.in_(chunk),
+                        d.c.status.in_(OPEN),
+                        d.c.edition_id.in_(older),
+                    )
+                    .values(
+                        status=DeliveryStatus.SKIPPED.value,
+                        last_reply="superseded by a newer edition",
+                        updated_at=now.isoformat(),
+                    )
+                )
+                done += res.rowcount
+        return done
+
+    def open_editions(self) -> list[tuple[int, date]]:
+        """Editions with rows still to send (or left mid-send by a killed run), oldest first."""
+        d, e = t.deliveries, t.editions
+        q = (
+            select(e.c.id, e.c.edition_date)
+            .where(
+                select(d.c.id)
+                .where(
+                    d.c.edition_id == e.c.id,
+                    d.c.status.in_((*OPEN, DeliveryStatus.SENDING.value)),
+                )
+                .exists()
+            )
+            .order_by(e.c.edition_date)
+        )
+        with self.engine.connect() as conn:
+            return [(int(i), date.fromisoformat(day)) for i, day in conn.execute(q)]
+
+    def delivery_totals(self) -> dict[str, int]:
+        """Deliveries by state across every edition (``status``)."""
+        d = t.deliveries
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(d.c.status, func.count()).group_by(d.c.status))
+            return {str(s): int(n) for s, n in rows}
+
+    def recent_editions(self, limit: int = 3) -> list[dict[str, Any]]:
+        """The newest editions with their counts by state (``status``)."""
+        d, e = t.deliveries, t.editions
+        with self.engine.connect() as conn:
+            eds = conn.execute(
+                select(e.c.id, e.c.edition_date).order_by(e.c.edition_date.desc()).limit(limit)
+            ).all()
+            out = []
+            for eid, day in eds:
+                counts = conn.execute(
+                    select(d.c.status, func.count())
+                    .where(d.c.edition_id == eid)
+                    .group_by(d.c.status)
+                )
+                last = conn.execute(
+                    select(func.max(d.c.sent_at)).where(d.c.edition_id == eid)
+                ).scalar()
+                out.append(
+                    {"date": day, "counts": {str(s): int(n) for s, n in counts}, "last_sent": last}
+                )
+            return out
+
+    def subscriber_counts(self) -> dict[str, int]:
+        """Subscribers by state, paused ones apart (``status``)."""
+        s = t.subscribers
+        with self.engine.connect() as conn:
+            counts = {
+                str(k): int(n)
+                for k, n in conn.execute(select(s.c.status, func.count()).group_by(s.c.status))
+            }
+            paused = conn.execute(
+                select(func.count()).where(
+                    s.c.status == SubscriberStatus.ACTIVE.value, s.c.paused_at.is_not(None)
+                )
+            ).scalar_one()
+            forgotten = conn.execute(select(func.count()).select_from(t.suppressions)).scalar_one()
+        counts["paused"] = int(paused)
+        counts["forgotten"] = int(forgotten)
+        return counts
