@@ -153,12 +153,16 @@ def _plan_slots(store: Store, rule: SlotRule, now: datetime) -> None:
     them are superseded (one catch-up edition after downtime, not a backlog)."""
     for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
         live = [s for s in page if not s.paused]
-        last = store.last_planned_dates([s.id for s in live])
+        marks = store.schedule_marks([s.id for s in live])
         due: dict[date, list[int]] = {}
         for sub in live:
             day = rule.slot(sub, now)
-            before = last.get(sub.id)
-            if before is None or before < day:
+            last, joined = marks[sub.id]
+            if last is None:  # a first edition: at the first slot after they joined
+                fresh = rule.slot(sub, datetime.fromisoformat(joined)) < day
+            else:
+                fresh = last < day
+            if fresh:
                 due.setdefault(day, []).append(sub.id)
         for day, ids in sorted(due.items()):
             store.supersede_open(ids, day, now)

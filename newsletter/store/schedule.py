@@ -17,19 +17,20 @@ OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)
 
 
 class ScheduleStore(StoreBase):
-    def last_planned_dates(self, subscriber_ids: Sequence[int]) -> dict[int, date]:
-        """Each subscriber's newest edition with a row in the ledger, whatever its state:
-        an edition is due only when it is newer than this one (kept on the subscriber's row
-        by ``plan_deliveries``, so a tick reads one column, not the whole ledger)."""
+    def schedule_marks(self, subscriber_ids: Sequence[int]) -> dict[int, tuple[date | None, str]]:
+        """Per subscriber: their newest edition in the ledger, whatever its state (an edition
+        is due only when newer; kept on the subscriber's row by ``plan_deliveries``, so a
+        tick reads two columns, not the ledger), and when they joined (confirmed, or were
+        added): a first edition is due only at a slot after that."""
         s = t.subscribers
-        out: dict[int, date] = {}
+        out: dict[int, tuple[date | None, str]] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(subscriber_ids):
-                q = select(s.c.id, s.c.last_edition).where(
-                    s.c.id.in_(chunk), s.c.last_edition.is_not(None)
+                q = select(s.c.id, s.c.last_edition, s.c.confirmed_at, s.c.created_at).where(
+                    s.c.id.in_(chunk)
                 )
-                for sid, day in conn.execute(q):
-                    out[int(sid)] = date.fromisoformat(day)
+                for sid, day, confirmed, created in conn.execute(q):
+                    out[int(sid)] = (date.fromisoformat(day) if day else None, confirmed or created)
         return out
 
     def supersede_open(self, subscriber_ids: Sequence[int], before: date, now: datetime) -> int:
