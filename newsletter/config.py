@@ -25,6 +25,7 @@ from newsletter.config_delivery import DeliverySection, DkimSection, SMTPSection
 from newsletter.config_schedule import ScheduleSection
 from newsletter.config_web import WebSection
 from newsletter.errors import ConfigError
+from newsletter.logs import register_secret
 from newsletter.models import Topic
 
 if TYPE_CHECKING:
@@ -311,6 +312,8 @@ class Config(_Strict):
         if nl.previous_secrets_env:
             older += os.environ.get(nl.previous_secrets_env, "").split()
         current = self.secret()
+        for key in (*older, current):
+            register_secret(key)
         return [k for k in older if k != current] + [current]
 
     def envelope_from(self) -> str:
@@ -326,18 +329,20 @@ class Config(_Strict):
         return _read_secret_file(self.resolve(self.dkim.key_file), "dkim.key_file").encode()
 
     def smtp_password(self) -> str | None:
+        """The SMTP password (registered so no log line can ever show it)."""
         s = self.smtp
+        value: str | None = None
         if s.password_file:
-            return _read_secret_file(self.resolve(s.password_file), "smtp.password_file")
-        if s.password_env:
+            value = _read_secret_file(self.resolve(s.password_file), "smtp.password_file")
+        elif s.password_env:
             value = os.environ.get(s.password_env)
             if value is None:
                 raise ConfigError(
                     f"smtp.password_env names {s.password_env}, which is not set",
                     hint="export it before running, or remove password_env",
                 )
-            return value
-        return None
+        register_secret(value, s.username)
+        return value
 
 
 def _no_repeats(values: list[str], what: str) -> None:

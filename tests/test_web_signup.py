@@ -786,6 +786,35 @@ def test_saving_preferences(web: Web, member: Subscriber) -> None:
     assert sub.keywords == ("Diffusion", "speech recognition")
 
 
+def test_choosing_the_hour_and_weekday_of_the_edition(web: Web, member: Subscriber) -> None:
+    path = preferences_path(web, member)
+    page = web.get(path).text
+    assert "<option value=\"\" selected>The list's usual time (07:00)</option>" in page
+    form = {
+        "csrf": csrf_of(page),
+        "frequency": "weekly",
+        "timezone": "Europe/Berlin",
+        "send_hour": "18",
+        "send_weekday": "friday",
+    }
+    r = web.post(path, data=form)
+    assert r.status_code == 200 and "Saved" in r.text
+    sub = web.sub("member@example.org")
+    assert sub.send_hour == 18 and sub.send_weekday == 4
+    assert '<option value="18" selected>18:00</option>' in r.text
+    assert '<option value="friday" selected>Friday</option>' in r.text
+    for field, bad, label in (
+        ("send_hour", "24", "Time of day"),
+        ("send_weekday", "someday", "Day of the week"),
+    ):
+        r = web.post(path, data={**form, field: bad})
+        assert r.status_code == 400 and alerts(r.text)[0].startswith(f"{label}: ")
+    r = web.post(path, data={**form, "send_hour": "", "send_weekday": ""})  # back to the list's
+    assert r.status_code == 200
+    sub = web.sub("member@example.org")
+    assert sub.send_hour is None and sub.send_weekday is None
+
+
 def forms_of(web: Web, sub: Subscriber, **changes: Any) -> dict[str, Any]:
     form: dict[str, Any] = {
         "csrf": web.signer.make("csrf", sub.id),

@@ -35,6 +35,7 @@ from newsletter.cli.context import (
 )
 from newsletter.cli.ops_doctor import doctor
 from newsletter.cli.ops_run import run_cmd
+from newsletter.cli.ops_status import status
 from newsletter.cli.ops_systemd import systemd
 from newsletter.cli.subscribers import subscribers
 from newsletter.cli.tables import (
@@ -48,6 +49,7 @@ from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
 from newsletter.deliver import OutboxSender
 from newsletter.errors import InputError, NewsletterError
+from newsletter.logs import redact, setup_logging
 from newsletter.models import RunReport
 from newsletter.pipeline import digests, preview
 from newsletter.runlock import RunLock
@@ -71,11 +73,20 @@ from newsletter.subscriptions import normalise_email
     envvar="NEWSLETTER_CONFIG",
     help="Config file [default: ./config.toml, or $NEWSLETTER_CONFIG].",
 )
-@click.option("--verbose", "-v", is_flag=True, help="Say more.")
+@click.option("--verbose", "-v", count=True, help="Say more (-vv: debug, libraries too).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Logs on stderr: for people, or one JSON object per line (journald, shippers).",
+)
 @click.option("--now", hidden=True, help="Run as of this ISO date-time (for tests and replays).")
 @click.version_option(package_name="newsletter")
 @click.pass_context
-def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None) -> None:
+def app(
+    ctx: click.Context, config: Path | None, verbose: int, log_format: str, now: str | None
+) -> None:
     """A self-hosted, personalised email digest of trending research papers."""
     clock = datetime.now(UTC)
     if now:
@@ -86,13 +97,9 @@ def app(ctx: click.Context, config: Path | None, verbose: bool, now: str | None)
                 f"{now!r} is not an ISO date-time", param_hint="--now"
             ) from None
         clock = clock.replace(tzinfo=UTC) if clock.tzinfo is None else clock.astimezone(UTC)
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-        force=True,
-    )
-    ctx.obj = State(config or Path("config.toml"), verbose, clock)
+    levels = {0: logging.WARNING, 1: logging.INFO}
+    setup_logging(levels.get(verbose, logging.DEBUG), log_format)
+    ctx.obj = State(config or Path("config.toml"), verbose > 0, clock)
 
 
 # ---- pipeline commands -------------------------------------------------------------------
@@ -346,6 +353,7 @@ def papers(since: str | None, as_json: bool) -> int:
 app.add_command(subscribers)
 app.add_command(doctor)
 app.add_command(run_cmd)
+app.add_command(status)
 app.add_command(systemd)
 
 
@@ -435,7 +443,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         err.print("aborted")
         return 1
     except NewsletterError as exc:
-        err.print(f"error: {exc}", markup=False, soft_wrap=True)
+        err.print(f"error: {redact(str(exc))}", markup=False, soft_wrap=True)
         return exc.exit_code
     except OperationalError as exc:  # locked, disk full, read-only: the run stops cleanly
         reason = str(exc.orig).splitlines()[0] if exc.orig else exc.__class__.__name__

@@ -121,3 +121,25 @@ class ScheduleStore(StoreBase):
         counts["paused"] = int(paused)
         counts["forgotten"] = int(forgotten)
         return counts
+
+    def retries_waiting(self) -> int:
+        """Rows a 4xx or a dropped connection left pending, to be tried again."""
+        d = t.deliveries
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(
+                        d.c.status == DeliveryStatus.PENDING.value, d.c.attempts > 0
+                    )
+                ).scalar_one()
+            )
+
+    def items_seen(self, source: str, since: str) -> int:
+        """Papers a source listed at or after ``since`` (its last collect: what it found)."""
+        ps = t.paper_sources
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    select(func.count()).where(ps.c.source == source, ps.c.last_seen_at >= since)
+                ).scalar_one()
+            )

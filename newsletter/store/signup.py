@@ -75,6 +75,8 @@ class SignupStore(StoreBase):
         timezone: str,
         paused: bool,
         now: datetime,
+        send_hour: int | None = None,
+        send_weekday: int | None = None,
     ) -> bool:
         """Save a subscriber's choices from the preferences page; only an active subscriber
         has any (False otherwise: unsubscribed is final)."""
@@ -89,6 +91,8 @@ class SignupStore(StoreBase):
                     keywords=json.dumps(list(keywords)),
                     frequency=frequency,
                     timezone=timezone,
+                    send_hour=send_hour,
+                    send_weekday=send_weekday,
                     updated_at=stamp,
                     paused_at=func.coalesce(s.c.paused_at, stamp) if paused else None,
                 )

@@ -16,6 +16,7 @@ from starlette.responses import Response
 from newsletter.errors import InputError, TokenError
 from newsletter.models import Subscriber, SubscriberStatus
 from newsletter.render import shorten_authors
+from newsletter.schedule import WEEKDAYS
 from newsletter.sources.text import safe_url
 from newsletter.web.forms import MAX_KEYWORDS, PreferencesForm, parse_form
 from newsletter.web.pages import time_zones
@@ -69,6 +70,11 @@ def _preferences(site: Site, request: Request, sub: Subscriber, **state: object)
         "timezone": sub.timezone,
         "zones": time_zones(),
         "paused": sub.paused,
+        "send_hour": sub.send_hour,
+        "send_weekday": None if sub.send_weekday is None else WEEKDAYS[sub.send_weekday],
+        "weekdays": WEEKDAYS,
+        "default_at": site.schedule.send_at,
+        "default_weekday": site.schedule.weekly_day,
         "csrf": site.signer.make("csrf", sub.id),
         "unsubscribe_url": site.path("unsubscribe", sub.id),
         "saved": False,
@@ -131,6 +137,8 @@ async def preferences(site: Site, request: Request) -> Response:
         timezone=parsed.timezone,
         paused=parsed.paused,
         now=site.clock(),
+        send_hour=parsed.send_hour,
+        send_weekday=None if parsed.send_weekday is None else WEEKDAYS.index(parsed.send_weekday),
     )
     fresh = site.store.subscriber(id=sub.id) or sub
     return _preferences(site, request, fresh, saved=True)

@@ -48,4 +48,5 @@ def build_site(
         topics=config.topic_values(),
         mailer=mailer,
         limits=config.web,
+        schedule=config.schedule,
     )

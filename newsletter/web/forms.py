@@ -22,6 +22,8 @@ _LABELS = {
     "frequency": "How often",
     "keywords": "Your own keywords",
     "timezone": "Time zone",
+    "send_hour": "Time of day",
+    "send_weekday": "Day of the week",
 }
 
 
@@ -51,6 +53,15 @@ class PreferencesForm(_Form):
     frequency: Literal["daily", "weekly"] = "daily"
     timezone: str = Field(default="UTC", max_length=64)
     paused: bool = False
+    send_hour: int | None = Field(default=None, ge=0, le=23)
+    send_weekday: (
+        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None
+    ) = None
+
+    @field_validator("send_hour", "send_weekday", mode="before")
+    @classmethod
+    def _default(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("keywords", mode="before")
     @classmethod
@@ -93,7 +104,7 @@ def parse_form(
         field = str(first["loc"][0]) if first["loc"] else "form"
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "literal_error":
-            message = "choose daily or weekly"
+            message = "choose daily or weekly" if field == "frequency" else "choose from the list"
         raise InputError(f"{_LABELS.get(field, field)}: {message}") from None
     topics = getattr(parsed, "topics", ())
     unknown = [t for t in topics if t not in topic_ids]

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from newsletter.config_schedule import ScheduleSection
 from newsletter.config_web import WebSection
 from newsletter.errors import TokenError
 from newsletter.models import Subscriber, Topic
@@ -41,6 +42,7 @@ class Site:
     topics: Sequence[Topic] = ()
     mailer: Mailer | None = None
     limits: WebSection = field(default_factory=WebSection)
+    schedule: ScheduleSection = field(default_factory=ScheduleSection)
 
     @property
     def confirm_age(self) -> timedelta:
