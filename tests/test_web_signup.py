@@ -803,11 +803,11 @@ def test_choosing_the_hour_and_weekday_of_the_edition(web: Web, member: Subscrib
     assert sub.send_hour == 18 and sub.send_weekday == 4
     assert '<option value="18" selected>18:00</option>' in r.text
     assert '<option value="friday" selected>Friday</option>' in r.text
-    for field, bad, label in (
+    for name, bad, label in (
         ("send_hour", "24", "Time of day"),
         ("send_weekday", "someday", "Day of the week"),
     ):
-        r = web.post(path, data={**form, field: bad})
+        r = web.post(path, data={**form, name: bad})
         assert r.status_code == 400 and alerts(r.text)[0].startswith(f"{label}: ")
     r = web.post(path, data={**form, "send_hour": "", "send_weekday": ""})  # back to the list's
     assert r.status_code == 200
