@@ -161,6 +161,14 @@ class SlotRule:
         """The edition (local date) this subscriber is owed at ``now``."""
         return latest_slot(now, *self._when(sub))
 
+    def owed(self, sub: Subscriber, last: date | None, joined: str, now: datetime) -> date | None:
+        """The edition due to this subscriber now, or None: their latest slot, when it is
+        newer than their last edition (a first edition: the first slot after joining)."""
+        day = self.slot(sub, now)
+        if last is None:
+            return day if self.slot(sub, datetime.fromisoformat(joined)) < day else None
+        return day if last < day else None
+
     def next_send(self, sub: Subscriber, now: datetime) -> datetime:
         """When this subscriber's next edition is due after ``now``."""
         return next_slot(now, *self._when(sub))

@@ -178,8 +178,9 @@ async def run_forever(runner: Runner, config: Config) -> None:
     try:
         await stopped.wait()
     finally:
-        scheduler.shutdown(wait=False)
-        async with runner._busy:  # the job in flight ends (its engine was told to stop)
+        scheduler.pause()  # no new job; the one in flight ends (its engine was told to stop)
+        async with runner._busy:
             pass
+        scheduler.shutdown(wait=False)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -86,6 +86,8 @@ async def send_edition(ctx: SendContext) -> RunReport:
     if ctx.dry_run:  # one writer, no pacing: nothing leaves the machine
         settings = DeliverySettings(connections=1, max_attempts=settings.max_attempts)
     if ctx.slots is not None:
+        for eid, _ in store.open_editions():  # a killed run's rows first: resent, not lost
+            store.recover_interrupted(eid, ctx.clock(), exclusive=ctx.exclusive)
         _plan_slots(store, ctx.slots, ctx.now)
         work = store.open_editions()
         if not work:  # the common tick: nothing due, nothing to rank
@@ -156,13 +158,14 @@ def _plan_slots(store: Store, rule: SlotRule, now: datetime) -> None:
         marks = store.schedule_marks([s.id for s in live])
         due: dict[date, list[int]] = {}
         for sub in live:
-            day = rule.slot(sub, now)
-            last, joined = marks[sub.id]
-            if last is None:  # a first edition: at the first slot after they joined
-                fresh = rule.slot(sub, datetime.fromisoformat(joined)) < day
-            else:
-                fresh = last < day
-            if fresh:
+            if sub.id not in marks:  # forgotten since the page was read
+                continue
+            try:
+                day = rule.owed(sub, *marks[sub.id], now)
+            except (ValueError, KeyError) as exc:  # one bad row must not stop the list
+                log.error("subscriber %d: cannot schedule (%s); skipped this tick", sub.id, exc)
+                continue
+            if day is not None:
                 due.setdefault(day, []).append(sub.id)
         for day, ids in sorted(due.items()):
             store.supersede_open(ids, day, now)
@@ -207,7 +210,9 @@ def _jobs(
             return
         after = rows[-1]["id"]
         subs = store.subscribers_by_id([r["subscriber_id"] for r in rows])
-        active = {i: s for i, s in subs.items() if s.status is SubscriberStatus.ACTIVE}
+        active = {
+            i: s for i, s in subs.items() if s.status is SubscriberStatus.ACTIVE and not s.paused
+        }
         ranked = edition.rank(list(active.values()))
         gone, empty, todo = [], [], []
         for row in rows:

@@ -35,13 +35,15 @@ def gather_status(config: Config, store: Store, now: datetime) -> dict[str, Any]
     s = config.schedule
     rule = SlotRule(s.send_time(), s.weekly_index())
     upcoming: list[datetime] = []
+    overdue = 0
     for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
-        upcoming += [rule.next_send(sub, now) for sub in page if not sub.paused]
+        live = [sub for sub in page if not sub.paused]
+        marks = store.schedule_marks([sub.id for sub in live])
+        for sub in live:
+            upcoming.append(rule.next_send(sub, now))
+            if sub.id in marks and rule.owed(sub, *marks[sub.id], now) is not None:
+                overdue += 1  # their slot has passed and `run` has not planned it yet
     upcoming.sort()
-    tick = timedelta(minutes=s.tick_minutes)
-    next_tick = datetime.fromtimestamp(
-        (now.timestamp() // tick.total_seconds() + 1) * tick.total_seconds(), tz=now.tzinfo
-    )
     after = now + timedelta(seconds=1)
     collects = sorted(
         fire.astimezone(now.tzinfo)
@@ -67,8 +69,9 @@ def gather_status(config: Config, store: Store, now: datetime) -> dict[str, Any]
         "suppressed": suppressed,
         "next": {
             "edition": upcoming[0].isoformat() if upcoming else None,
-            "editions_in_24h": sum(1 for t in upcoming if t <= now + timedelta(days=1)),
-            "send_check": next_tick.isoformat(),
+            "messages_in_24h": sum(1 for t in upcoming if t <= now + timedelta(days=1)),
+            "owed_now": overdue,
+            "send_check_minutes": s.tick_minutes,
             "collects": [c.isoformat() for c in collects],
         },
     }

@@ -155,10 +155,11 @@ def test_pace_caps_hold_at_the_server(tmp_path: Path) -> None:
         report = send_once(config, store, server.port, connections=4, max_per_second=20)
     assert report.sent == 30
     times = sorted(handler.accepted_at)
-    # at most 20 in any second: the 21st after any message comes a second later (a little
-    # slack for the time between the client's start and the server's 250)
+    # at most 20 in any second: the 21st after any message comes a second later (slack for
+    # the time between the client's start and the server's 250, which a loaded machine
+    # stretches for some messages and not others; without the cap all 30 land in ~0.1 s)
     gaps = [times[i + 20] - times[i] for i in range(len(times) - 20)]
-    assert min(gaps) >= 0.9, gaps
+    assert min(gaps) >= 0.7, gaps
 
 
 def test_hourly_cap_counts_an_earlier_run(tmp_path: Path) -> None:

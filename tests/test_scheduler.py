@@ -266,3 +266,43 @@ def test_the_scheduler_coalesces_and_collects_in_each_zone(tmp_path: Path) -> No
     second = arxiv.get_next_fire_time(first, first + timedelta(seconds=1))
     assert first.astimezone(UTC) == datetime(2026, 3, 8, 1, 30, tzinfo=UTC)  # EST
     assert second.astimezone(UTC) == datetime(2026, 3, 9, 0, 30, tzinfo=UTC)  # EDT
+
+
+def test_uncertain_rows_are_resent_once_not_superseded(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    start = datetime(2026, 3, 3, 12, tzinfo=UTC)
+    clock = Clock(start)
+    with LocalSMTPServer() as server:
+        runner, store, subs = _runner(tmp_path, lambda: server.port, clock, NOW_MINUS_WEEK)
+        asyncio.run(runner.send_due())  # everyone's edition of 3 March
+        sid = subs["ny-daily@example.org"].id
+        other = subs["berlin-daily@example.org"].id
+        with store.engine.begin() as conn:  # a lost connection after DATA, twice for `other`
+            conn.execute(
+                text(
+                    "update deliveries set status='uncertain', ambiguous=:n where subscriber_id=:s"
+                ),
+                [{"n": 1, "s": sid}, {"n": 2, "s": other}],
+            )
+        before = len(server.received)
+        clock.now = start + timedelta(days=1)  # the next day's slot has come
+        asyncio.run(runner.send_due())
+        got = [r.rcpt_tos[0] for r in server.received[before:]]
+        statuses = dict(
+            store.engine.connect()
+            .execute(
+                text(
+                    "select d.subscriber_id || '@' || e.edition_date, d.status from deliveries d "
+                    "join editions e on e.id = d.edition_id"
+                )
+            )
+            .all()
+        )
+        store.close()
+    # the uncertain row was resent once (not dropped as superseded), then the new edition
+    assert got.count("ny-daily@example.org") == 2
+    assert statuses[f"{sid}@2026-03-03"] == "sent"
+    # resent twice already: left as it is, never a third copy, nor reopened every tick
+    assert got.count("berlin-daily@example.org") == 1
+    assert statuses[f"{other}@2026-03-03"] == "uncertain"

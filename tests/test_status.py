@@ -36,8 +36,9 @@ def test_status_after_a_send_with_a_bounce_and_an_unsubscribe(
     assert status["suppressed"] == 2
     nxt = status["next"]
     assert nxt["edition"] == (NOW + timedelta(hours=19)).isoformat()  # tomorrow 07:00 UTC
-    assert nxt["editions_in_24h"] == 3  # alan, grace and claude: the active ones
-    assert nxt["send_check"] == (NOW + timedelta(minutes=5)).isoformat()
+    assert nxt["messages_in_24h"] == 3  # alan, grace and claude: the active ones
+    assert nxt["owed_now"] == 0  # today's edition is planned for all of them
+    assert nxt["send_check_minutes"] == 5
     assert nxt["collects"][0] == (NOW + timedelta(hours=6)).isoformat()  # 18:00 UTC
     code, out, _ = cli("--config", config, "--now", NOW.isoformat(), "status")
     assert code == 0 and "retries waiting" in out and "Sources" in out

@@ -789,7 +789,7 @@ def test_saving_preferences(web: Web, member: Subscriber) -> None:
 def test_choosing_the_hour_and_weekday_of_the_edition(web: Web, member: Subscriber) -> None:
     path = preferences_path(web, member)
     page = web.get(path).text
-    assert "<option value=\"\" selected>The list's usual time (07:00)</option>" in page
+    assert '<option value="" selected>The list\'s usual time (07:00)</option>' in page
     form = {
         "csrf": csrf_of(page),
         "frequency": "weekly",

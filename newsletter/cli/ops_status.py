@@ -66,8 +66,9 @@ def status(as_json: bool) -> int:
             ),
             ("suppressed (never mailed)", str(report["suppressed"])),
             ("next edition due", nxt["edition"] or "none (no active subscribers)"),
-            ("editions due in 24 h", str(nxt["editions_in_24h"])),
-            ("next send check (run)", nxt["send_check"]),
+            ("messages due in 24 h", str(nxt["messages_in_24h"])),
+            ("owed now (slot passed, not yet planned)", str(nxt["owed_now"])),
+            ("send check (run)", f"every {nxt['send_check_minutes']} min"),
             ("next collects (run)", ", ".join(nxt["collects"])),
         ],
     )

@@ -17,6 +17,10 @@ from newsletter.store.hot import HotPath, Step
 # The per-message statements are built once with bind parameters: constructing them per
 # call cost more than the SQLite commit itself (about 1 ms against 0.1 ms).
 _d, _s = t.deliveries, t.subscribers
+OPEN_ROW = or_(
+    _d.c.status == DeliveryStatus.PENDING.value,
+    and_(_d.c.status == DeliveryStatus.UNCERTAIN.value, _d.c.ambiguous <= 1),
+)
 _CLAIM = (
     update(_d)
     .where(
@@ -169,15 +173,12 @@ class LedgerStore(StoreBase):
     def open_deliveries(
         self, edition_id: int, after_id: int = 0, limit: int = 500
     ) -> list[dict[str, Any]]:
-        """The next page of rows still to send (pending or uncertain), by id."""
+        """The next page of rows still to send, by id: pending, or uncertain and not yet
+        resent (an uncertain row is resent once; after that it is left as it is)."""
         d = t.deliveries
         q = (
             select(d)
-            .where(
-                d.c.edition_id == edition_id,
-                d.c.id > after_id,
-                d.c.status.in_((DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)),
-            )
+            .where(d.c.edition_id == edition_id, d.c.id > after_id, OPEN_ROW)
             .order_by(d.c.id)
             .limit(limit)
         )

@@ -7,13 +7,12 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase, chunks
-
-OPEN = (DeliveryStatus.PENDING.value, DeliveryStatus.UNCERTAIN.value)
+from newsletter.store.ledger import OPEN_ROW
 
 
 class ScheduleStore(StoreBase):
@@ -34,8 +33,10 @@ class ScheduleStore(StoreBase):
         return out
 
     def supersede_open(self, subscriber_ids: Sequence[int], before: date, now: datetime) -> int:
-        """Rows still open in editions older than ``before`` for these subscribers are
-        skipped: after downtime a subscriber gets the newest edition once, not a backlog."""
+        """Rows still pending in editions older than ``before`` for these subscribers are
+        skipped: after downtime a subscriber gets the newest edition once, not a backlog.
+        Uncertain rows are kept: the server may have the message, and it is resent once
+        with its Message-ID (a duplicate the receiver can recognise) rather than dropped."""
         d, e = t.deliveries, t.editions
         older = select(e.c.id).where(e.c.edition_date < before.isoformat()).scalar_subquery()
         done = 0
@@ -45,7 +46,7 @@ class ScheduleStore(StoreBase):
                     update(d)
                     .where(
                         d.c.subscriber_id.in_(chunk),
-                        d.c.status.in_(OPEN),
+                        d.c.status == DeliveryStatus.PENDING.value,
                         d.c.edition_id.in_(older),
                     )
                     .values(
@@ -66,7 +67,7 @@ class ScheduleStore(StoreBase):
                 select(d.c.id)
                 .where(
                     d.c.edition_id == e.c.id,
-                    d.c.status.in_((*OPEN, DeliveryStatus.SENDING.value)),
+                    or_(OPEN_ROW, d.c.status == DeliveryStatus.SENDING.value),
                 )
                 .exists()
             )
