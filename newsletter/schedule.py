@@ -150,25 +150,50 @@ class SlotRule:
     default_at: time
     default_weekday: int
 
-    def _when(self, sub: Subscriber) -> tuple[ZoneInfo, time, int | None]:
-        at = time(sub.send_hour) if sub.send_hour is not None else self.default_at
-        weekday = None
-        if sub.frequency == "weekly":
-            weekday = sub.send_weekday if sub.send_weekday is not None else self.default_weekday
-        return ZoneInfo(sub.timezone), at, weekday
+    def _when(self, when: When) -> tuple[ZoneInfo, time, int | None]:
+        zone, frequency, hour, weekday = when
+        at = time(hour) if hour is not None else self.default_at
+        day = None
+        if frequency == "weekly":
+            day = weekday if weekday is not None else self.default_weekday
+        return ZoneInfo(zone), at, day
 
-    def slot(self, sub: Subscriber, now: datetime) -> date:
+    def slot(self, sub: Subscriber | When, now: datetime) -> date:
         """The edition (local date) this subscriber is owed at ``now``."""
-        return latest_slot(now, *self._when(sub))
+        return latest_slot(now, *self._when(when_of(sub)))
 
-    def owed(self, sub: Subscriber, last: date | None, joined: str, now: datetime) -> date | None:
+    def owed(
+        self,
+        sub: Subscriber | When,
+        last: date | None,
+        joined: str,
+        now: datetime,
+        cache: dict[When, date] | None = None,
+    ) -> date | None:
         """The edition due to this subscriber now, or None: their latest slot, when it is
-        newer than their last edition (a first edition: the first slot after joining)."""
-        day = self.slot(sub, now)
+        newer than their last edition (a first edition: the first slot after joining).
+        ``cache`` holds slots already worked out at ``now``: subscribers who share a time
+        zone, frequency, hour and weekday share them."""
+        when = when_of(sub)
+        day = cache.get(when) if cache is not None else None
+        if day is None:
+            day = self.slot(when, now)
+            if cache is not None:
+                cache[when] = day
         if last is None:
-            return day if self.slot(sub, datetime.fromisoformat(joined)) < day else None
+            return day if self.slot(when, datetime.fromisoformat(joined)) < day else None
         return day if last < day else None
 
-    def next_send(self, sub: Subscriber, now: datetime) -> datetime:
+    def next_send(self, sub: Subscriber | When, now: datetime) -> datetime:
         """When this subscriber's next edition is due after ``now``."""
-        return next_slot(now, *self._when(sub))
+        return next_slot(now, *self._when(when_of(sub)))
+
+
+When = tuple[str, str, int | None, int | None]  # time zone, frequency, hour, weekday
+
+
+def when_of(sub: Subscriber | When) -> When:
+    """What decides a subscriber's slots; subscribers who share it share every slot."""
+    if isinstance(sub, tuple):
+        return sub
+    return (sub.timezone, sub.frequency, sub.send_hour, sub.send_weekday)

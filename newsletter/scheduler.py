@@ -22,7 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from newsletter.collect import collect, make_fetcher, source_specs
+from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
 from newsletter.deliver import Sender
 from newsletter.dkim_sign import DkimSigner
@@ -106,21 +106,20 @@ class Runner:
             if self.stopping:
                 return
             now = self.clock()
-            fetcher = make_fetcher(self.config)
-            try:
-                rows = collect(
-                    self.store,
-                    source_specs(self.config),
-                    fetcher,
-                    now,
-                    self.config.holidays(now.date()),
-                )
-            finally:
-                fetcher.close()
+            # in a thread: fetching takes seconds, and the loop must keep answering signals
+            rows = await asyncio.to_thread(self._collect, now)
             for row in rows:
                 level = logging.WARNING if row.outcome.error else logging.INFO
                 detail = row.outcome.error or f"{len(row.outcome.papers)} items"
                 log.log(level, "collect %s: %s (%s)", row.outcome.name, row.status, detail)
+
+    def _collect(self, now: datetime) -> list[CollectRow]:
+        fetcher = make_fetcher(self.config)
+        try:
+            specs = source_specs(self.config)
+            return collect(self.store, specs, fetcher, now, self.config.holidays(now.date()))
+        finally:
+            fetcher.close()
 
     def _attach(self, engine: Engine) -> None:
         self._engine = engine

@@ -26,7 +26,7 @@ from newsletter.models import DeliveryStatus, OutgoingMessage, RunReport, Subscr
 from newsletter.pace import RateLimiter
 from newsletter.pipeline import Edition, edition_date_for, is_due
 from newsletter.rank.semantic import Encoder
-from newsletter.schedule import SlotRule
+from newsletter.schedule import SlotRule, When
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
@@ -151,22 +151,26 @@ def _plan(store: Store, edition: Edition, edition_id: int) -> None:
 
 def _plan_slots(store: Store, rule: SlotRule, now: datetime) -> None:
     """A pending row for each active subscriber whose slot has come and whose edition for it
-    is not in the ledger yet, in the edition of their local date; older rows still open for
-    them are superseded (one catch-up edition after downtime, not a backlog)."""
-    for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
-        live = [s for s in page if not s.paused]
-        marks = store.schedule_marks([s.id for s in live])
+    is not in the ledger yet, in the edition of their local date; older rows still pending
+    for them are superseded (one catch-up edition after downtime, not a backlog).
+
+    Subscribers who share a time zone, frequency, hour and weekday share their slot, so it
+    is worked out once per kind per tick, not once per subscriber."""
+    slots: dict[When, date] = {}
+    bad: set[When] = set()
+    for page in store.schedule_pages():
         due: dict[date, list[int]] = {}
-        for sub in live:
-            if sub.id not in marks:  # forgotten since the page was read
+        for sid, when, last, joined in page:
+            if when in bad:
                 continue
             try:
-                day = rule.owed(sub, *marks[sub.id], now)
+                day = rule.owed(when, last, joined, now, slots)
             except (ValueError, KeyError) as exc:  # one bad row must not stop the list
-                log.error("subscriber %d: cannot schedule (%s); skipped this tick", sub.id, exc)
+                log.error("cannot schedule %s: %s; skipped this tick", when, exc)
+                bad.add(when)
                 continue
             if day is not None:
-                due.setdefault(day, []).append(sub.id)
+                due.setdefault(day, []).append(sid)
         for day, ids in sorted(due.items()):
             store.supersede_open(ids, day, now)
             store.plan_deliveries(store.edition(day, now), ids, now)

@@ -3,14 +3,14 @@ the CLI can print it as tables or as JSON)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.triggers.cron import CronTrigger
 
 from newsletter.config import Config
 from newsletter.models import SubscriberStatus
-from newsletter.schedule import SlotRule
+from newsletter.schedule import SlotRule, When
 from newsletter.store import Store
 
 
@@ -36,12 +36,14 @@ def gather_status(config: Config, store: Store, now: datetime) -> dict[str, Any]
     rule = SlotRule(s.send_time(), s.weekly_index())
     upcoming: list[datetime] = []
     overdue = 0
-    for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
-        live = [sub for sub in page if not sub.paused]
-        marks = store.schedule_marks([sub.id for sub in live])
-        for sub in live:
-            upcoming.append(rule.next_send(sub, now))
-            if sub.id in marks and rule.owed(sub, *marks[sub.id], now) is not None:
+    nexts: dict[When, datetime] = {}
+    slots: dict[When, date] = {}
+    for page in store.schedule_pages():
+        for _, when, last, joined in page:
+            if when not in nexts:
+                nexts[when] = rule.next_send(when, now)
+            upcoming.append(nexts[when])
+            if rule.owed(when, last, joined, now, slots) is not None:
                 overdue += 1  # their slot has passed and `run` has not planned it yet
     upcoming.sort()
     after = now + timedelta(seconds=1)

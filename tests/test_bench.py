@@ -24,6 +24,7 @@ from conftest import FIXTURES, REPO
         ("rank_quality.py", ["--fixtures", str(FIXTURES)], "ours, lexical only"),
         ("render.py", ["--subscribers", "20"], "identical HTML             20 of 20"),
         ("signup_abuse.py", ["--same-address", "5", "--one-ip", "8"], "many addresses, one IP"),
+        ("tick.py", ["--subscribers", "300"], "tick with nothing due"),
     ],
 )
 def test_bench_script_runs(script: str, args: list[str], expect: str) -> None:

@@ -3,34 +3,61 @@ work left, superseding rows a newer edition replaces, and the figures ``status``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select, update
 
 from newsletter.models import DeliveryStatus, SubscriberStatus
+from newsletter.schedule import When
 from newsletter.store import schema as t
 from newsletter.store.base import StoreBase, chunks
 from newsletter.store.ledger import OPEN_ROW
 
 
 class ScheduleStore(StoreBase):
-    def schedule_marks(self, subscriber_ids: Sequence[int]) -> dict[int, tuple[date | None, str]]:
-        """Per subscriber: their newest edition in the ledger, whatever its state (an edition
-        is due only when newer; kept on the subscriber's row by ``plan_deliveries``, so a
-        tick reads two columns, not the ledger), and when they joined (confirmed, or were
-        added): a first edition is due only at a slot after that."""
+    def schedule_pages(
+        self, size: int = 5000
+    ) -> Iterator[list[tuple[int, When, date | None, str]]]:
+        """Active, unpaused subscribers a page at a time, with only what scheduling reads:
+        (id, (zone, frequency, hour, weekday), last edition, when they joined)."""
         s = t.subscribers
-        out: dict[int, tuple[date | None, str]] = {}
-        with self.engine.connect() as conn:
-            for chunk in chunks(subscriber_ids):
-                q = select(s.c.id, s.c.last_edition, s.c.confirmed_at, s.c.created_at).where(
-                    s.c.id.in_(chunk)
+        cols = (
+            s.c.id,
+            s.c.timezone,
+            s.c.frequency,
+            s.c.send_hour,
+            s.c.send_weekday,
+            s.c.last_edition,
+            func.coalesce(s.c.confirmed_at, s.c.created_at),
+        )
+        after = 0
+        while True:
+            q = (
+                select(*cols)
+                .where(
+                    s.c.status == SubscriberStatus.ACTIVE.value,
+                    s.c.paused_at.is_(None),
+                    s.c.id > after,
                 )
-                for sid, day, confirmed, created in conn.execute(q):
-                    out[int(sid)] = (date.fromisoformat(day) if day else None, confirmed or created)
-        return out
+                .order_by(s.c.id)
+                .limit(size)
+            )
+            with self.engine.connect() as conn:
+                page = [
+                    (
+                        int(i),
+                        (zone, freq, hour, weekday),
+                        date.fromisoformat(last) if last else None,
+                        str(joined),
+                    )
+                    for i, zone, freq, hour, weekday, last, joined in conn.execute(q)
+                ]
+            if not page:
+                return
+            yield page
+            after = page[-1][0]
 
     def supersede_open(self, subscriber_ids: Sequence[int], before: date, now: datetime) -> int:
         """Rows still pending in editions older than ``before`` for these subscribers are
