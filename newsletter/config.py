@@ -45,6 +45,8 @@ class NewsletterSection(_Strict):
     database: str = "var/newsletter.db"
     secret_env: str = "NEWSLETTER_SECRET"
     secret_file: str | None = None
+    database_password_env: str | None = None
+    database_password_file: str | None = None
     previous_secrets_env: str | None = None
     previous_secrets_file: str | None = None
     timezone: str = "UTC"
@@ -61,6 +63,23 @@ class NewsletterSection(_Strict):
         _, addr = parseaddr(value)
         if "@" not in addr or any(c in value for c in "\r\n\0"):
             raise ValueError('expected "Name <address@domain>"')
+        return value
+
+    @field_validator("database")
+    @classmethod
+    def _no_password_in_url(cls, value: str) -> str:
+        if "://" in value:
+            from sqlalchemy import make_url
+            from sqlalchemy.exc import ArgumentError
+
+            try:
+                url = make_url(value)
+            except ArgumentError:
+                raise ValueError("expected a path or an SQLAlchemy URL") from None
+            if url.password:
+                raise ValueError(
+                    "no password in the URL: use database_password_env or database_password_file"
+                )
         return value
 
     @field_validator("base_url")
@@ -247,10 +266,31 @@ class Config(_Strict):
         return tuple(t.to_topic() for t in self.topics)
 
     def database_url(self) -> str:
+        """The SQLAlchemy URL: a path is a SQLite file; a server URL gets its password from
+        ``database_password_env`` or ``database_password_file`` (never from the config)."""
         db = self.newsletter.database
-        if "://" in db:
+        if "://" not in db:
+            return f"sqlite:///{self.resolve(db)}"
+        nl = self.newsletter
+        password = None
+        if nl.database_password_file:
+            password = _read_secret_file(
+                self.resolve(nl.database_password_file), "newsletter.database_password_file"
+            )
+        elif nl.database_password_env:
+            password = os.environ.get(nl.database_password_env)
+            if password is None:
+                raise ConfigError(
+                    f"newsletter.database_password_env names {nl.database_password_env}, "
+                    "which is not set",
+                    hint="export it before running, or remove database_password_env",
+                )
+        if password is None:
             return db
-        return f"sqlite:///{self.resolve(db)}"
+        from sqlalchemy import make_url
+
+        register_secret(password)
+        return make_url(db).set(password=password).render_as_string(hide_password=False)
 
     def lock_path(self) -> Path:
         """The run lock: beside a SQLite file, else ``var/newsletter.lock`` by the config."""

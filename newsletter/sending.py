@@ -203,13 +203,15 @@ def _jobs(
     mail_from: str,
     engine: Engine,
     tally: _Tally,
+    fetch: Callable[[int], list[dict[str, Any]]] | None = None,
 ) -> Iterator[Job]:
     """Open rows a page at a time: rank the page together, mark the rows that will not be
-    sent, then compose and yield the rest one by one (composing is lazy)."""
+    sent, then compose and yield the rest one by one (composing is lazy). ``fetch`` gives
+    the next page after a row id (a worker's: its next reserved batch)."""
     store, config = ctx.store, ctx.config
     after = 0
     while not engine.stopping:
-        rows = store.open_deliveries(edition_id, after, PAGE)
+        rows = fetch(after) if fetch is not None else store.open_deliveries(edition_id, after, PAGE)
         if not rows:
             return
         after = rows[-1]["id"]

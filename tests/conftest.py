@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -28,6 +31,71 @@ REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures"
 SECRET = "test-secret-0123456789abcdef"
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+# PostgreSQL for the tests that run on both backends: a server URL whose user may create
+# databases (`.ci/run` starts a throwaway cluster and sets it); without it they skip.
+POSTGRES = os.environ.get("NEWSLETTER_TEST_POSTGRES", "")
+
+
+class Databases:
+    """Fresh databases for one test on one backend: each ``new()`` is a database of its own
+    (a test may set up two installations); all are dropped when the test ends."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind, self.tmp_path = kind, tmp_path
+        self.made: list[str] = []
+        self.made_urls: list[str] = []
+
+    def new(self) -> str:
+        if self.kind == "sqlite":
+            return f"sqlite:///{self.tmp_path / 'db' / f'test{len(self.made)}.db'}"
+        from sqlalchemy import create_engine, make_url, text
+
+        name = f"nl_test_{uuid.uuid4().hex[:12]}"
+        admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        admin.dispose()
+        self.made.append(name)
+        url = make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+        self.made_urls.append(url)
+        return url
+
+    def drop(self) -> None:
+        if not self.made or self.kind == "sqlite":
+            return
+        from sqlalchemy import create_engine, text
+
+        admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            for name in self.made:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+DATABASES: ContextVar[Databases | None] = ContextVar("DATABASES", default=None)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def each_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Databases]:
+    """Run the test once on SQLite and once on PostgreSQL (fresh databases); ``write_config``
+    and ``setup_edition`` then use that backend."""
+    if request.param == "postgresql" and not POSTGRES:
+        pytest.skip("PostgreSQL: set NEWSLETTER_TEST_POSTGRES to a server URL (.ci/run does)")
+    dbs = Databases(request.param, tmp_path)
+    token = DATABASES.set(dbs)
+    try:
+        yield dbs
+    finally:
+        DATABASES.reset(token)
+        dbs.drop()
+
+
+def backend() -> str:
+    """The backend the current test runs on ("sqlite" unless each_backend chose another)."""
+    dbs = DATABASES.get()
+    return dbs.kind if dbs else "sqlite"
+
 
 needs_fixtures = pytest.mark.skipif(
     not FIXTURES.is_dir(), reason=f"captured feeds not found at {FIXTURES}"
@@ -87,6 +155,8 @@ name = "hf-daily"
 kind = "hf-daily"
 url = "file://{sample / "hf-daily.json"}"
 '''
+    dbs = DATABASES.get()
+    database = dbs.new() if dbs and dbs.kind != "sqlite" else "var/test.db"
     topics = (sample / "config.toml").read_text(encoding="utf-8")
     topics = topics[topics.index("[[topics]]") :]
     path = tmp_path / "config.toml"
@@ -96,7 +166,7 @@ url = "file://{sample / "hf-daily.json"}"
 name = "Test Digest"
 sender = "Test Digest <digest@test.example>"
 base_url = "https://digest.test.example"
-database = "var/test.db"
+database = "{database}"
 unsubscribe_mailto = "unsubscribe@test.example"
 {newsletter_extra}
 

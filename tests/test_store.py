@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import astuple
 from datetime import timedelta
 from pathlib import Path
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect
 
-from conftest import NOW
+from conftest import NOW, Databases
 from newsletter.models import DeliveryStatus, Paper, Signals, Subscriber, SubscriberStatus
 from newsletter.store import Store
 from newsletter.store import schema as t
@@ -18,8 +19,9 @@ from newsletter.store.migrations import LATEST
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store.open(f"sqlite:///{tmp_path / 'db' / 'test.db'}")
+def store(each_backend: Databases) -> Iterator[Store]:
+    """A fresh store on each backend: SQLite, and PostgreSQL when the tests have one."""
+    s = Store.open(each_backend.new())
     yield s
     s.close()
 

@@ -33,6 +33,7 @@ from newsletter.cli.context import (
     print_json_lines,
     signing,
 )
+from newsletter.cli.ops_db import db
 from newsletter.cli.ops_doctor import doctor
 from newsletter.cli.ops_run import run_cmd
 from newsletter.cli.ops_status import status
@@ -251,12 +252,29 @@ def preview_cmd(out_dir: Path, subscriber: str | None, serve: bool, port: int) -
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), help="Folder for --dry-run.")
 @click.option("--no-collect", is_flag=True, help="Send from what is stored; do not collect first.")
 @click.option("--json", "as_json", is_flag=True, help="The report as one JSON object.")
-def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -> int:
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    help="Send with N worker processes sharing the edition (also across hosts on PostgreSQL).",
+)
+@click.option("--worker", "as_worker", is_flag=True, hidden=True)
+def send(
+    dry_run: bool,
+    out_dir: Path | None,
+    no_collect: bool,
+    as_json: bool,
+    workers: int | None,
+    as_worker: bool,
+) -> int:
     """Collect, rank, render and deliver today's edition (resumable, never twice)."""
     state = current()
     config = state.config
     if dry_run and out_dir is None:
         raise click.BadParameter("--dry-run needs --out DIR", param_hint="--out")
+    if dry_run and (workers or as_worker):
+        raise click.BadParameter("a dry run uses one process", param_hint="--workers")
+    if as_worker or workers:
+        return _send_with_workers(state, workers, as_worker, no_collect, as_json)
     signer, secret = signing(config)
     with ExitStack() as stack:
         if not dry_run:  # a dry run writes nothing, so it may run beside a real send
@@ -295,6 +313,55 @@ def send(dry_run: bool, out_dir: Path | None, no_collect: bool, as_json: bool) -
         if dry_run:
             out.print(f"Messages written to {out_dir}")
     return report.exit_code
+
+
+def _send_with_workers(
+    state: State, workers: int | None, as_worker: bool, no_collect: bool, as_json: bool
+) -> int:
+    """``--workers N``: this process holds the host's lock, collects and plans; N worker
+    processes (``--worker``: no lock, no collect, no plan) share the sending."""
+    from newsletter.workers import plan_edition, run_workers, totals, work_edition
+
+    config = state.config
+    signer, secret = signing(config)
+    with ExitStack() as stack:
+        if not as_worker:
+            stack.enter_context(RunLock(config.lock_path()))
+        store = stack.enter_context(open_store(config))
+        ctx = SendContext(
+            config,
+            store,
+            smtp_connect(config),
+            signer,
+            secret,
+            state.now,
+            encoder=encoder_for(config),
+            dkim=dkim_signer(config),
+            handle_signals=True,
+            exclusive=False,
+        )
+        if as_worker:
+            try:
+                report = asyncio.run(work_edition(ctx))
+            except SendInterrupted as stop:
+                err.print(Text(f"error: {stop.cause}"))
+                report = stop.report
+            print(json.dumps(report_json(report)))
+            return report.exit_code
+        if not no_collect:
+            rows = _collect(config, state.now, store)
+            if not as_json:
+                collect_table(rows)
+        edition_id, report = plan_edition(ctx)
+        assert workers is not None
+        results = run_workers(workers, state.config_path.resolve(), state.now)
+        report = totals(store, edition_id, report, results)
+    if as_json:
+        print(json.dumps(report_json(report) | {"workers": results}))
+    else:
+        report_table(report, f"Edition ({workers} workers)")
+    failed = [r for r in results if r.get("exit") not in (0, 3)]
+    return 1 if failed else report.exit_code
 
 
 def _run_send(ctx: SendContext, quiet: bool) -> RunReport:
@@ -351,6 +418,7 @@ def papers(since: str | None, as_json: bool) -> int:
 
 
 app.add_command(subscribers)
+app.add_command(db)
 app.add_command(doctor)
 app.add_command(run_cmd)
 app.add_command(status)

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 
 from newsletter.models import DeliveryStatus, SubscriberStatus
 from newsletter.schedule import When
@@ -171,3 +171,61 @@ class ScheduleStore(StoreBase):
                     select(func.count()).where(ps.c.source == source, ps.c.last_seen_at >= since)
                 ).scalar_one()
             )
+
+    def reserve_open(
+        self, edition_id: int, now: datetime, lease_until: datetime, limit: int
+    ) -> list[dict[str, Any]]:
+        """A worker's next batch: open rows no other worker holds, leased to this one until
+        ``lease_until``. PostgreSQL skips rows another transaction has locked (FOR UPDATE
+        SKIP LOCKED); SQLite runs one writer at a time, so the same statement is atomic
+        there. The claim before each message still decides who sends it."""
+        d = t.deliveries
+        stamp = now.isoformat()
+        free = (
+            select(d.c.id)
+            .where(
+                d.c.edition_id == edition_id,
+                OPEN_ROW,
+                or_(d.c.lease_until.is_(None), d.c.lease_until < stamp),
+            )
+            .order_by(d.c.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        with self.engine.begin() as conn:
+            ids = [int(i) for i in conn.execute(free).scalars()]
+            if not ids:
+                return []
+            conn.execute(
+                update(d).where(d.c.id.in_(ids)).values(lease_until=lease_until.isoformat())
+            )
+            rows = conn.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.id)).mappings()
+            return [dict(r) for r in rows]
+
+    def held_until(self, edition_id: int, now: datetime) -> datetime | None:
+        """When the earliest lease on rows another worker holds (reserved and not tried yet,
+        or mid-send) runs out; None when no such row is left. A worker that finds nothing to
+        reserve waits for this, then takes over what a dead worker left."""
+        d = t.deliveries
+        stamp = now.isoformat()
+        held = or_(
+            d.c.status == DeliveryStatus.SENDING.value,
+            and_(d.c.status == DeliveryStatus.PENDING.value, d.c.attempts == 0),
+            and_(d.c.status == DeliveryStatus.UNCERTAIN.value, d.c.ambiguous <= 1),
+        )
+        with self.engine.connect() as conn:
+            first = conn.execute(
+                select(func.min(d.c.lease_until)).where(
+                    d.c.edition_id == edition_id, held, d.c.lease_until >= stamp
+                )
+            ).scalar()
+            if first is None:
+                # mid-send rows whose lease ran out: recoverable now
+                stale = conn.execute(
+                    select(func.count()).where(
+                        d.c.edition_id == edition_id,
+                        d.c.status == DeliveryStatus.SENDING.value,
+                    )
+                ).scalar_one()
+                return now if stale else None
+        return datetime.fromisoformat(first)

@@ -73,11 +73,16 @@ class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore, SignupSt
 
     def snapshot(self) -> Store:
         """An in-memory copy to run a dry run against: the real database is never written."""
-        if self.engine.dialect.name != "sqlite":
-            raise StoreError("a dry run needs a SQLite database for now")
         copy = create_engine(
             "sqlite://", poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
+        if self.engine.dialect.name != "sqlite":  # PostgreSQL: row by row into SQLite
+            from newsletter.store.transfer import copy_database
+
+            with copy.begin() as conn:
+                migrate(conn)
+            copy_database(self.engine, copy)
+            return Store(copy)
         with self.engine.connect() as src_conn, copy.connect() as dst_conn:
             src = src_conn.connection.dbapi_connection
             dst = dst_conn.connection.dbapi_connection
