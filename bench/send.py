@@ -29,9 +29,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from newsletter.collect import collect, source_specs
-from newsletter.config import SourceConfig
+from newsletter.config import Config, SourceConfig
 from newsletter.deliver import Sender, SMTPSender
 from newsletter.demo import demo_config
 from newsletter.engine import DeliverySettings
@@ -168,9 +169,25 @@ def main() -> None:
         help="generate this many papers (bench/collect.py's feed) instead of the sample; "
         "with --max-papers 40 the messages are about 87 KB",
     )
+    parser.add_argument(
+        "--database",
+        help="an empty database URL to use instead of a SQLite file (e.g. PostgreSQL)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="send with N worker processes (send --workers N's path) instead of in-process",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, sink() as (port, server_name):
         config = demo_config(Path(tmp) / "bench.db", port)
+        if args.database:
+            config = config.model_copy(
+                update={
+                    "newsletter": config.newsletter.model_copy(update={"database": args.database})
+                }
+            )
         if args.papers:
             feed = Path(tmp) / "feed.xml"
             feed.write_bytes(generate(args.papers, random.Random(7)))
@@ -190,6 +207,29 @@ def main() -> None:
         add_subscribers(store, args.subscribers, [tp.id for tp in config.topics])
         rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+        if args.workers:
+            store.close()
+            sent, skipped, ours_s, sizes = _with_workers(config, port, args)
+            median = int(statistics.median(sizes or [0]))
+            ours = sent / ours_s
+            print(f"server                 {server_name} on 127.0.0.1:{port}")
+            print(
+                f"subscribers            {args.subscribers}  workers {args.workers}  "
+                f"connections {args.connections} each"
+            )
+            print(f"message bytes          median {median}")
+            print(
+                f"newsletter send        {sent} sent, {skipped} nothing new in {ours_s:.2f} s"
+                f" = {ours:.0f} msgs/s ({args.workers} workers, rank and render included)"
+            )
+            total = args.connections * args.workers
+            source = smtp_source(port, max(sent, 100), median, total)
+            if source is not None:
+                print(
+                    f"smtp-source            {source:.0f} msgs/s ({median} bytes, {total} sessions)"
+                )
+                print(f"ratio                  {ours / source:.2f} of smtp-source")
+            return
         connect = SizeRecorder(lambda: SMTPSender("127.0.0.1", port, timeout=30))
         ctx = SendContext(
             config,
@@ -222,6 +262,55 @@ def main() -> None:
             print(f"ratio                  {ours / source:.2f} of smtp-source")
         print(f"peak RSS               {peak:.0f} MB (after setup {rss_before:.0f} MB)")
         sys.stdout.flush()
+
+
+def _worker(config: Config, port: int, connections: int, out: Any) -> None:
+    """One worker process: a store of its own, then ``work_edition`` (as ``send --worker``)."""
+    from newsletter.workers import work_edition
+
+    store = Store.open(config.database_url())
+    connect = SizeRecorder(lambda: SMTPSender("127.0.0.1", port, timeout=30))
+    ctx = SendContext(
+        config,
+        store,
+        connect,
+        Signer([SECRET]),
+        SECRET,
+        NOW,
+        settings=DeliverySettings(connections=connections, max_per_connection=1000),
+        exclusive=False,
+    )
+    report = asyncio.run(work_edition(ctx))
+    store.close()
+    out.put((report.sent, report.skipped_empty, connect.sizes[:1000]))
+
+
+def _with_workers(
+    config: Config, port: int, args: argparse.Namespace
+) -> tuple[int, int, float, list[int]]:
+    """Plan once, then fork the workers; the time runs from the fork to the last one done."""
+    import multiprocessing
+
+    from newsletter.workers import plan_edition
+
+    store = Store.open(config.database_url())
+    plan_edition(SendContext(config, store, lambda: None, Signer([SECRET]), SECRET, NOW))  # type: ignore[arg-type, return-value]
+    store.close()
+    mp = multiprocessing.get_context("fork")
+    out = mp.Queue()
+    start = time.perf_counter()
+    procs = [
+        mp.Process(target=_worker, args=(config, port, args.connections, out))
+        for _ in range(args.workers)
+    ]
+    for p in procs:
+        p.start()
+    results = [out.get() for _ in procs]
+    for p in procs:
+        p.join()
+    seconds = time.perf_counter() - start
+    sizes = sorted(x for r in results for x in r[2])
+    return sum(r[0] for r in results), sum(r[1] for r in results), seconds, sizes
 
 
 if __name__ == "__main__":

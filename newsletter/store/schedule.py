@@ -192,15 +192,17 @@ class ScheduleStore(StoreBase):
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        # one statement: on SQLite a SELECT then an UPDATE would let two workers read the
+        # same free rows before either writes; an UPDATE holds the write lock throughout
+        reserve = (
+            update(d)
+            .where(d.c.id.in_(free.scalar_subquery()))
+            .values(lease_until=lease_until.isoformat())
+            .returning(*d.c)
+        )
         with self.engine.begin() as conn:
-            ids = [int(i) for i in conn.execute(free).scalars()]
-            if not ids:
-                return []
-            conn.execute(
-                update(d).where(d.c.id.in_(ids)).values(lease_until=lease_until.isoformat())
-            )
-            rows = conn.execute(select(d).where(d.c.id.in_(ids)).order_by(d.c.id)).mappings()
-            return [dict(r) for r in rows]
+            rows = [dict(r) for r in conn.execute(reserve).mappings()]
+        return sorted(rows, key=lambda r: int(r["id"]))
 
     def held_until(self, edition_id: int, now: datetime) -> datetime | None:
         """When the earliest lease on rows another worker holds (reserved and not tried yet,
