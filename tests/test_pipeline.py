@@ -14,14 +14,14 @@ from pathlib import Path
 import pytest
 
 from conftest import NOW, send_once, setup_edition
-
-pytestmark = pytest.mark.usefixtures("each_backend")  # SQLite and PostgreSQL
 from newsletter.config import Config
 from newsletter.errors import TemplateError
 from newsletter.models import RunReport, Subscriber, SubscriberStatus
 from newsletter.sending import SendInterrupted
 from newsletter.smtp_server import LocalSMTPServer, RecordingHandler
 from newsletter.store import Store
+
+pytestmark = pytest.mark.usefixtures("each_backend")  # SQLite and PostgreSQL
 
 PEOPLE = {
     "ada@example.org": ("llm",),
