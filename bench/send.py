@@ -230,16 +230,7 @@ def main() -> None:
                 )
                 print(f"ratio                  {ours / source:.2f} of smtp-source")
             return
-        connect = SizeRecorder(lambda: SMTPSender("127.0.0.1", port, timeout=30))
-        ctx = SendContext(
-            config,
-            store,
-            connect,
-            Signer([SECRET]),
-            SECRET,
-            NOW,
-            settings=DeliverySettings(connections=args.connections, max_per_connection=1000),
-        )
+        ctx, connect = _context(config, store, port, args.connections)
         start = time.perf_counter()
         report = asyncio.run(send_edition(ctx))
         ours_s = time.perf_counter() - start
@@ -264,22 +255,22 @@ def main() -> None:
         sys.stdout.flush()
 
 
+def _context(
+    config: Config, store: Store, port: int, connections: int
+) -> tuple[SendContext, SizeRecorder]:
+    connect = SizeRecorder(lambda: SMTPSender("127.0.0.1", port, timeout=30))
+    settings = DeliverySettings(connections=connections, max_per_connection=1000)
+    ctx = SendContext(config, store, connect, Signer([SECRET]), SECRET, NOW, settings=settings)
+    return ctx, connect
+
+
 def _worker(config: Config, port: int, connections: int, out: Any) -> None:
     """One worker process: a store of its own, then ``work_edition`` (as ``send --worker``)."""
     from newsletter.workers import work_edition
 
     store = Store.open(config.database_url())
-    connect = SizeRecorder(lambda: SMTPSender("127.0.0.1", port, timeout=30))
-    ctx = SendContext(
-        config,
-        store,
-        connect,
-        Signer([SECRET]),
-        SECRET,
-        NOW,
-        settings=DeliverySettings(connections=connections, max_per_connection=1000),
-        exclusive=False,
-    )
+    ctx, connect = _context(config, store, port, connections)
+    ctx.exclusive = False
     report = asyncio.run(work_edition(ctx))
     store.close()
     out.put((report.sent, report.skipped_empty, connect.sizes[:1000]))

@@ -28,7 +28,6 @@ from newsletter.engine import Engine
 from newsletter.models import RunReport
 from newsletter.pipeline import Edition
 from newsletter.sending import (
-    PAGE,
     SendContext,
     SendInterrupted,
     _close,
@@ -40,6 +39,7 @@ from newsletter.sending import (
 from newsletter.store import Store
 
 log = logging.getLogger(__name__)
+BATCH = 100  # rows a worker reserves at a time: small enough to spread an edition evenly
 
 
 def plan_edition(ctx: SendContext) -> tuple[int, RunReport]:
@@ -89,7 +89,7 @@ async def work_edition(ctx: SendContext) -> RunReport:
 
             def reserve(_after: int) -> list[dict[str, object]]:
                 now = ctx.clock()
-                return store.reserve_open(edition_id, now, now + lease, PAGE)
+                return store.reserve_open(edition_id, now, now + lease, BATCH)
 
             await engine.run(
                 _jobs(ctx, settings, edition, edition_id, mail_from, engine, tally, reserve)
@@ -102,7 +102,7 @@ async def work_edition(ctx: SendContext) -> RunReport:
             if until is None:
                 break
             # another worker holds rows: wait for them to finish or for the lease to end
-            wait = max(0.2, min((until - ctx.clock()).total_seconds() + 0.1, 5.0))
+            wait = max(0.1, min((until - ctx.clock()).total_seconds() + 0.1, 0.5))
             await asyncio.sleep(wait)
     finally:
         if ctx.handle_signals:

@@ -340,7 +340,8 @@ def _send_with_workers(
             handle_signals=True,
             exclusive=False,
         )
-        if as_worker:
+        if as_worker:  # planning is idempotent: a worker started alone plans its edition too
+            plan_edition(ctx)
             try:
                 report = asyncio.run(work_edition(ctx))
             except SendInterrupted as stop:
