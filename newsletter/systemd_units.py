@@ -167,10 +167,12 @@ def _hardening(s: UnitSettings) -> list[str]:
     ]
 
 
-def _send_service(s: UnitSettings, description: str, extra: Sequence[str]) -> str:
+def _send_service(
+    s: UnitSettings, description: str, extra: Sequence[str], args: Sequence[str] = ("send",)
+) -> str:
     service = [
         "Type=oneshot",
-        f"ExecStart={exec_line([*s.command, 'send'])}",
+        f"ExecStart={exec_line([*s.command, *args])}",
         "# Exit 3 (partial: the rest stays pending for the next run) is left a failure.",
         *extra,
         "KillSignal=SIGTERM",
@@ -227,6 +229,15 @@ def render_units(s: UnitSettings) -> dict[str, str]:
                 _section("Timer", timer),
                 _section("Install", ["WantedBy=timers.target"]),
             ]
+        ),
+        "newsletter-send@.service": _send_service(
+            s,
+            "Newsletter: send worker %i",
+            [
+                "# N of these share one edition (on PostgreSQL, across hosts too):",
+                "#   systemctl start newsletter-send@{1..4}.service",
+            ],
+            ("send", "--worker"),
         ),
         "newsletter-serve.service": _daemon(
             s, "Newsletter: web app", ["serve", "--host", s.host, "--port", str(s.port)], False

@@ -31,6 +31,7 @@ USER = replace(
 )
 NAMES = {
     "newsletter-send.service",
+    "newsletter-send@.service",
     "newsletter-send.timer",
     "newsletter-serve.service",
     "newsletter-run.service",
@@ -124,6 +125,7 @@ def test_paths_are_filled_in(name: str) -> None:
     ("name", "command"),
     [
         ("newsletter-send.service", "send"),
+        ("newsletter-send@.service", "send --worker"),
         ("newsletter-serve.service", "serve --host 127.0.0.1 --port 8000"),
         ("newsletter-run.service", "run"),
     ],
@@ -398,7 +400,7 @@ def test_install_writes_then_keeps_then_refuses(
     code, stdout, _ = cli("--config", config_path, "systemd", "--install", "--prefix", prefix)
     assert code == 0
     assert {p.name for p in prefix.iterdir()} == NAMES
-    assert stdout.count("(written)") == 4
+    assert stdout.count("(written)") == 5
     assert "systemctl daemon-reload" in stdout and "enable --now newsletter-send.timer" in stdout
     printed = units_of(cli("--config", config_path, "systemd")[1])
     for name, text in printed.items():
@@ -406,7 +408,7 @@ def test_install_writes_then_keeps_then_refuses(
         assert (prefix / name).stat().st_mode & 0o777 == 0o644
 
     code, stdout, _ = cli("--config", config_path, "systemd", "--install", "--prefix", prefix)
-    assert code == 0 and stdout.count("(unchanged)") == 4
+    assert code == 0 and stdout.count("(unchanged)") == 5
 
     changed = prefix / "newsletter-serve.service"
     changed.write_text("[Service]\nExecStart=/bin/true\n", encoding="utf-8")

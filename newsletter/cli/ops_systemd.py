@@ -155,6 +155,8 @@ def _next_steps(s: UnitSettings, secrets: list[str]) -> list[str]:
         f"{ctl} daemon-reload",
         f"{ctl} enable --now newsletter-send.timer newsletter-serve.service",
         f"# or the scheduler instead of the timer: {ctl} enable --now newsletter-run.service",
+        f"# or N send workers on one edition (PostgreSQL, any hosts): "
+        f"{ctl} start newsletter-send@{{1..4}}.service",
     ]
     if not s.system:
         steps.append('loginctl enable-linger "$USER"  # to run them while you are logged out')
