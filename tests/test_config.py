@@ -149,3 +149,29 @@ def test_example_documents_every_key() -> None:
         if not any(line.lstrip("# ").startswith(f"{leaf} =") for line in text.splitlines()):
             missing.append(key)
     assert missing == []
+
+
+def test_a_database_password_comes_from_env_or_file_never_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = "postgresql+psycopg://newsletter@db.example.org/news"
+    with pytest.raises(ConfigError, match="no password in the URL"):
+        load_config(_write(tmp_path, '[newsletter]\ndatabase = "postgresql://u:pw@h/db"\n'))
+    config = load_config(
+        _write(tmp_path, f'[newsletter]\ndatabase = "{url}"\ndatabase_password_env = "DB_PW"\n')
+    )
+    monkeypatch.delenv("DB_PW", raising=False)
+    with pytest.raises(ConfigError, match="DB_PW, which is not set"):
+        config.database_url()
+    monkeypatch.setenv("DB_PW", "s3cret/with@odd:chars")
+    from sqlalchemy import make_url
+
+    made = make_url(config.database_url())
+    assert made.password == "s3cret/with@odd:chars" and made.host == "db.example.org"
+    secret = tmp_path / "pw"
+    secret.write_text("from-a-file-pw\n")
+    secret.chmod(0o600)
+    config = load_config(
+        _write(tmp_path, f'[newsletter]\ndatabase = "{url}"\ndatabase_password_file = "pw"\n')
+    )
+    assert make_url(config.database_url()).password == "from-a-file-pw"

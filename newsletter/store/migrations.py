@@ -35,7 +35,8 @@ def _paper_details_and_source_state(conn: Connection) -> None:
     conn.execute(
         text(
             "CREATE TABLE paper_embeddings (paper_id VARCHAR(300) NOT NULL, model VARCHAR(100) "
-            "NOT NULL, vector BLOB NOT NULL, PRIMARY KEY (paper_id, model))"
+            f"NOT NULL, vector {'BYTEA' if conn.dialect.name == 'postgresql' else 'BLOB'} "
+            "NOT NULL, PRIMARY KEY (paper_id, model))"
         )
     )
     conn.execute(

@@ -39,7 +39,9 @@ def _make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 5})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url)
+    # a server database: check a pooled connection before use (long-lived serve and run
+    # outlive server restarts and idle timeouts)
+    return create_engine(url, pool_pre_ping=True)
 
 
 class Store(PaperStore, SubscriberStore, LedgerStore, SourceStateStore, SignupStore, ScheduleStore):
