@@ -618,12 +618,16 @@ def test_scrub_replaces_every_secret_longest_first() -> None:
 
 
 def test_a_database_password_is_never_shown(
-    cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer
+    cli: CLI, tmp_path: Path, smtp_server: LocalSMTPServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = _config(tmp_path, smtp_server.port, create_db=False)
     body = path.read_text(encoding="utf-8")
-    url = f"postgresql://news:Db-pa55word@127.0.0.1:{_closed_port()}/news"
-    path.write_text(body.replace('"var/test.db"', f'"{url}"'), encoding="utf-8")
+    url = f"postgresql://news@127.0.0.1:{_closed_port()}/news"  # the password comes from env
+    monkeypatch.setenv("NL_DOCTOR_DB_PW", "Db-pa55word")
+    path.write_text(
+        body.replace('"var/test.db"', f'"{url}"\ndatabase_password_env = "NL_DOCTOR_DB_PW"'),
+        encoding="utf-8",
+    )
     code, checks, out, err = _run_json(cli, path)
     assert code == 1
     assert checks["database"].status == "fail"
