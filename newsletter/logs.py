@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
+from urllib.parse import quote, quote_plus
 
 _SECRETS: set[str] = set()
 MASK = "***"
@@ -25,6 +26,8 @@ def register_secret(value: str | None, username: str | None = None) -> None:
         return
     _SECRETS.add(value)
     _SECRETS.add(base64.b64encode(value.encode()).decode())
+    for quoted in (quote(value, safe=""), quote_plus(value)):  # as it appears in a URL
+        _SECRETS.add(quoted)
     if username:
         plain = f"\0{username}\0{value}".encode()
         _SECRETS.add(base64.b64encode(plain).decode())

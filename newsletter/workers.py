@@ -65,6 +65,7 @@ async def work_edition(ctx: SendContext) -> RunReport:
     engine: Engine | None = None
     loop = asyncio.get_running_loop()
     stopping = False
+    held: list[int] = []
 
     def stop() -> None:
         nonlocal stopping
@@ -89,11 +90,19 @@ async def work_edition(ctx: SendContext) -> RunReport:
 
             def reserve(_after: int) -> list[dict[str, object]]:
                 now = ctx.clock()
-                return store.reserve_open(edition_id, now, now + lease, BATCH)
+                # rows tried since this run began wait for the next run, as with one
+                # process: a 4xx is not retried by another worker at once
+                batch = store.reserve_open(edition_id, now, now + lease, BATCH, ctx.now)
+                held.extend(int(str(r["id"])) for r in batch)
+                return batch
 
-            await engine.run(
-                _jobs(ctx, settings, edition, edition_id, mail_from, engine, tally, reserve)
-            )
+            try:
+                await engine.run(
+                    _jobs(ctx, settings, edition, edition_id, mail_from, engine, tally, reserve)
+                )
+            finally:  # what this worker reserved and did not send goes back at once
+                store.release_reserved(held)
+                held.clear()
             if engine.fatal is not None:
                 raise SendInterrupted(report, engine.fatal)
             if engine.stopping:
@@ -109,7 +118,8 @@ async def work_edition(ctx: SendContext) -> RunReport:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         report.seconds = time.perf_counter() - started
-    report.stopped = stopping
+        _close(report, store.status_counts(edition_id))  # what is left open, for the parent
+        report.stopped = stopping
     return report
 
 
@@ -128,6 +138,8 @@ def run_workers(
         now.isoformat(),
         "send",
         "--worker",
+        "--share",
+        str(n),
         "--json",
     ]
     env = {**os.environ, **(extra_env or {})}

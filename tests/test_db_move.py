@@ -101,3 +101,63 @@ def test_an_export_of_another_kind_is_refused(cli: CLI, tmp_path: Path) -> None:
     target = write_config(tmp_path, 25)
     code, _, err = cli("--config", target, "db", "import", bogus)
     assert code == 1 and "not a newsletter export" in err
+
+
+def test_a_moved_installation_never_reuses_a_subscriber_id(cli: CLI, tmp_path: Path) -> None:
+    """Ids are in the links of emails already sent: after a forget and a move, a new
+    subscriber must not get the forgotten one's id (its old links would act on them)."""
+    from conftest import DATABASES
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    token = DATABASES.set(None)
+    try:
+        source = write_config(tmp_path / "old", 25)
+    finally:
+        DATABASES.reset(token)
+    for who in ("a", "b", "c"):
+        assert cli("--config", source, "subscribers", "add", f"{who}@example.org")[0] == 0
+    assert cli("--config", source, "subscribers", "forget", "c@example.org")[0] == 0
+    export = tmp_path / "export.jsonl"
+    assert cli("--config", source, "db", "export", export)[0] == 0
+    target = write_config(tmp_path / "new", 25)
+    assert cli("--config", target, "db", "import", export)[0] == 0
+    assert cli("--config", target, "subscribers", "add", "d@example.org")[0] == 0
+    _, shown, _ = cli("--config", target, "subscribers", "list", "--json")
+    assert [json.loads(x)["email"] for x in shown.splitlines()] == [
+        "a@example.org",
+        "b@example.org",
+        "d@example.org",
+    ]
+    from newsletter.config import load_config
+    from newsletter.store import Store
+
+    store = Store.open(load_config(target).database_url())
+    try:
+        d = store.subscriber(email="d@example.org")
+        assert d is not None and d.id == 4  # not 3, which was c's
+    finally:
+        store.close()
+
+
+def test_a_truncated_export_imports_nothing(cli: CLI, tmp_path: Path) -> None:
+    from conftest import DATABASES
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    token = DATABASES.set(None)
+    try:
+        source = write_config(tmp_path / "old", 25)
+    finally:
+        DATABASES.reset(token)
+    for who in ("a", "b", "c"):
+        assert cli("--config", source, "subscribers", "add", f"{who}@example.org")[0] == 0
+    export = tmp_path / "export.jsonl"
+    assert cli("--config", source, "db", "export", export)[0] == 0
+    lines = export.read_text().splitlines()
+    export.write_text("\n".join(lines[:-1]) + "\n")  # the last row is lost
+    target = write_config(tmp_path / "new", 25)
+    code, _, err = cli("--config", target, "db", "import", export)
+    assert code == 1 and "does not match" in err
+    _, shown, _ = cli("--config", target, "subscribers", "list", "--json")
+    assert shown.strip() == ""  # all or nothing

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import astuple
@@ -228,6 +229,7 @@ def test_a_version_1_database_upgrades_in_place(tmp_path: Path) -> None:
         conn.execute("DROP INDEX ix_deliveries_sent_at")
         conn.execute("DROP INDEX ix_deliveries_subscriber")
         conn.execute("ALTER TABLE deliveries DROP COLUMN lease_until")
+        conn.execute("ALTER TABLE deliveries DROP COLUMN lease_owner")
         conn.execute("ALTER TABLE subscribers DROP COLUMN authors")
         conn.execute("ALTER TABLE subscribers DROP COLUMN exclude")
         conn.execute("ALTER TABLE subscribers DROP COLUMN paused_at")
@@ -262,6 +264,39 @@ def test_without_the_lock_only_expired_leases_are_recovered(store: Store) -> Non
     assert store.recover_interrupted(edition, NOW, exclusive=False) == 0
     assert store.deliveries(edition)[0]["status"] == "sending"
     assert store.recover_interrupted(edition, lease + timedelta(seconds=1), exclusive=False) == 1
+    assert store.deliveries(edition)[0]["status"] == "uncertain"
+
+
+def test_the_lock_holder_never_takes_a_live_workers_row(store: Store) -> None:
+    """A `send` holding this host's lock recovers rows of dead processes at once, but a
+    worker still sending (here: a live process; or any process on another host) keeps its
+    row until its lease ends."""
+    import socket
+    import subprocess
+    import sys
+
+    from sqlalchemy import text
+
+    edition, row = _one_delivery(store)
+    lease = NOW + timedelta(minutes=10)
+    assert store.claim(row["id"], "<m@x>", [], NOW, 5, lease)
+    host = socket.gethostname()[:80]
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    for owner, taken in (
+        (f"{host}:{os.getppid()}", 0),  # alive on this host: a worker mid-send
+        (f"another-host:{os.getpid()}", 0),  # on another host: only its lease frees it
+        (f"{host}:{dead}", 1),  # its process is gone: interrupted
+    ):
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("update deliveries set status = 'sending', lease_owner = :o"), {"o": owner}
+            )
+        assert store.recover_interrupted(edition, NOW, exclusive=True) == taken, owner
     assert store.deliveries(edition)[0]["status"] == "uncertain"
 
 

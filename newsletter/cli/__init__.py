@@ -14,6 +14,7 @@ import re
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,7 @@ from newsletter.cli.tables import (
 from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config
 from newsletter.deliver import OutboxSender
+from newsletter.engine import DeliverySettings
 from newsletter.errors import InputError, NewsletterError
 from newsletter.logs import redact, setup_logging
 from newsletter.models import RunReport
@@ -258,6 +260,7 @@ def preview_cmd(out_dir: Path, subscriber: str | None, serve: bool, port: int) -
     help="Send with N worker processes sharing the edition (also across hosts on PostgreSQL).",
 )
 @click.option("--worker", "as_worker", is_flag=True, hidden=True)
+@click.option("--share", type=click.IntRange(1, 64), default=1, hidden=True)
 def send(
     dry_run: bool,
     out_dir: Path | None,
@@ -265,6 +268,7 @@ def send(
     as_json: bool,
     workers: int | None,
     as_worker: bool,
+    share: int,
 ) -> int:
     """Collect, rank, render and deliver today's edition (resumable, never twice)."""
     state = current()
@@ -274,7 +278,7 @@ def send(
     if dry_run and (workers or as_worker):
         raise click.BadParameter("a dry run uses one process", param_hint="--workers")
     if as_worker or workers:
-        return _send_with_workers(state, workers, as_worker, no_collect, as_json)
+        return _send_with_workers(state, workers, as_worker, no_collect, as_json, share)
     signer, secret = signing(config)
     with ExitStack() as stack:
         if not dry_run:  # a dry run writes nothing, so it may run beside a real send
@@ -316,10 +320,15 @@ def send(
 
 
 def _send_with_workers(
-    state: State, workers: int | None, as_worker: bool, no_collect: bool, as_json: bool
+    state: State,
+    workers: int | None,
+    as_worker: bool,
+    no_collect: bool,
+    as_json: bool,
+    share: int = 1,
 ) -> int:
     """``--workers N``: this process holds the host's lock, collects and plans; N worker
-    processes (``--worker``: no lock, no collect, no plan) share the sending."""
+    processes (``--worker``) share the sending, each within 1/N of the rate caps."""
     from newsletter.workers import plan_edition, run_workers, totals, work_edition
 
     config = state.config
@@ -339,6 +348,7 @@ def _send_with_workers(
             dkim=dkim_signer(config),
             handle_signals=True,
             exclusive=False,
+            settings=_shared_caps(config.delivery.settings(), share),
         )
         if as_worker:  # planning is idempotent: a worker started alone plans its edition too
             plan_edition(ctx)
@@ -363,6 +373,17 @@ def _send_with_workers(
         report_table(report, f"Edition ({workers} workers)")
     failed = [r for r in results if r.get("exit") not in (0, 3)]
     return 1 if failed else report.exit_code
+
+
+def _shared_caps(settings: DeliverySettings, share: int) -> DeliverySettings:
+    """One worker of ``share``: its part of the relay's per-second and per-hour caps."""
+    if share <= 1:
+        return settings
+    return replace(
+        settings,
+        max_per_second=settings.max_per_second / share,
+        max_per_hour=max(1, settings.max_per_hour // share) if settings.max_per_hour else 0,
+    )
 
 
 def _run_send(ctx: SendContext, quiet: bool) -> RunReport:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -41,6 +43,7 @@ _CLAIM = (
         paper_ids=bindparam("pids"),
         updated_at=bindparam("now"),
         lease_until=bindparam("lease"),
+        lease_owner=bindparam("owner"),
     )
 )
 # an outcome only lands on a row still open: a slow or stale process never turns a row
@@ -149,15 +152,29 @@ class LedgerStore(StoreBase):
     def recover_interrupted(self, edition_id: int, now: datetime, *, exclusive: bool) -> int:
         """Rows left ``sending`` by a killed run may have been accepted: mark them uncertain.
 
-        ``exclusive`` (the caller holds the run lock): every ``sending`` row is an orphan.
-        Otherwise another process may be mid-transaction, so only rows whose lease has run
-        out are taken.
+        Only rows whose lease ran out are taken, or, for ``exclusive`` (the caller holds this
+        host's run lock), also rows claimed by a process on this host that is no longer
+        running: a worker still sending, here or on another host, keeps its rows.
         """
         d = t.deliveries
         where = [d.c.edition_id == edition_id, d.c.status == DeliveryStatus.SENDING.value]
-        if not exclusive:
-            where.append(or_(d.c.lease_until.is_(None), d.c.lease_until < now.isoformat()))
+        expired = or_(d.c.lease_until.is_(None), d.c.lease_until < now.isoformat())
         with self.engine.begin() as conn:
+            if exclusive:  # also rows of dead processes on this host, lease or not
+                rows = conn.execute(
+                    select(d.c.id, d.c.lease_owner, d.c.lease_until).where(*where)
+                ).all()
+                stamp = now.isoformat()
+                ids = [
+                    int(i)
+                    for i, owner, until in rows
+                    if until is None or until < stamp or not owner_alive(owner)
+                ]
+                if not ids:
+                    return 0
+                where.append(d.c.id.in_(ids))
+            else:
+                where.append(expired)
             res = conn.execute(
                 update(d)
                 .where(*where)
@@ -239,6 +256,7 @@ class LedgerStore(StoreBase):
                         "pids": json.dumps(list(paper_ids)),
                         "now": now.isoformat(),
                         "lease": lease_until.isoformat() if lease_until else None,
+                        "owner": lease_owner(),
                     },
                 )
             ]
@@ -394,3 +412,27 @@ class LedgerStore(StoreBase):
                     for sid, pid in conn.execute(q):
                         out.setdefault(sid, set()).add(pid)
         return out
+
+
+def lease_owner() -> str:
+    """Who holds a claim: this host and process (workers may run on several hosts)."""
+    return f"{socket.gethostname()[:80]}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the claim's process may still be sending: unknown (another host, an older
+    release) counts as alive, so only its lease can free the row."""
+    if not owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname()[:80] or not pid.isdigit():
+        return True
+    if int(pid) == os.getpid():
+        return False  # this process: anything it left mid-send was interrupted
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -105,6 +105,10 @@ def _subscriber_send_time(conn: Connection) -> None:
     )
 
 
+def _lease_owner(conn: Connection) -> None:
+    conn.execute(text("ALTER TABLE deliveries ADD COLUMN lease_owner VARCHAR(100)"))
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "initial schema", _initial),
     (
@@ -120,6 +124,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
         "subscribers choose the hour and weekday of their edition; each one's last edition",
         _subscriber_send_time,
     ),
+    (7, "who holds each claim (host and process), for workers on several hosts", _lease_owner),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -173,7 +173,12 @@ class ScheduleStore(StoreBase):
             )
 
     def reserve_open(
-        self, edition_id: int, now: datetime, lease_until: datetime, limit: int
+        self,
+        edition_id: int,
+        now: datetime,
+        lease_until: datetime,
+        limit: int,
+        run_started: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """A worker's next batch: open rows no other worker holds, leased to this one until
         ``lease_until``. PostgreSQL skips rows another transaction has locked (FOR UPDATE
@@ -187,6 +192,11 @@ class ScheduleStore(StoreBase):
                 d.c.edition_id == edition_id,
                 OPEN_ROW,
                 or_(d.c.lease_until.is_(None), d.c.lease_until < stamp),
+                or_(
+                    d.c.attempts == 0,
+                    d.c.status != DeliveryStatus.PENDING.value,
+                    d.c.updated_at < (run_started or now).isoformat(),
+                ),
             )
             .order_by(d.c.id)
             .limit(limit)
@@ -204,6 +214,14 @@ class ScheduleStore(StoreBase):
             rows = [dict(r) for r in conn.execute(reserve).mappings()]
         return sorted(rows, key=lambda r: int(r["id"]))
 
+    def release_reserved(self, ids: Sequence[int]) -> None:
+        """Give back reserved rows a worker did not send (left the list, stopped, lost the
+        claim), so the others need not wait for the lease to end."""
+        d = t.deliveries
+        with self.engine.begin() as conn:
+            for chunk in chunks(list(ids)):
+                conn.execute(update(d).where(d.c.id.in_(chunk), OPEN_ROW).values(lease_until=None))
+
     def held_until(self, edition_id: int, now: datetime) -> datetime | None:
         """When the earliest lease on rows another worker holds (reserved and not tried yet,
         or mid-send) runs out; None when no such row is left. A worker that finds nothing to
@@ -212,7 +230,7 @@ class ScheduleStore(StoreBase):
         stamp = now.isoformat()
         held = or_(
             d.c.status == DeliveryStatus.SENDING.value,
-            and_(d.c.status == DeliveryStatus.PENDING.value, d.c.attempts == 0),
+            d.c.status == DeliveryStatus.PENDING.value,
             and_(d.c.status == DeliveryStatus.UNCERTAIN.value, d.c.ambiguous <= 1),
         )
         with self.engine.connect() as conn:

@@ -128,6 +128,7 @@ deliveries = Table(
     Column("updated_at", String(40), nullable=False),
     Column("sent_at", String(40)),
     Column("lease_until", String(40)),
+    Column("lease_owner", String(100)),  # host:pid of the process that claimed the row
     UniqueConstraint("edition_id", "subscriber_id", name="uq_delivery_edition_subscriber"),
     Index("ix_deliveries_status", "edition_id", "status"),
     Index("ix_deliveries_sent_at", "sent_at"),
