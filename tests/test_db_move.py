@@ -23,6 +23,19 @@ def _use_port(config: Path, port: int) -> None:
     config.write_text(body.replace(f"\nport = {old}", f"\nport = {port}", 1))
 
 
+def _sqlite_source(tmp_path: Path) -> Path:
+    """The installation to move: always a SQLite file, whatever the target."""
+    from conftest import DATABASES
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    token = DATABASES.set(None)
+    try:
+        return write_config(tmp_path / "old", 25)
+    finally:
+        DATABASES.reset(token)
+
+
 def _sent(server: LocalSMTPServer) -> dict[str, str]:
     return {
         r.rcpt_tos[0]: str(message_from_bytes(r.data, policy=policy.default)["Subject"])
@@ -106,15 +119,7 @@ def test_an_export_of_another_kind_is_refused(cli: CLI, tmp_path: Path) -> None:
 def test_a_moved_installation_never_reuses_a_subscriber_id(cli: CLI, tmp_path: Path) -> None:
     """Ids are in the links of emails already sent: after a forget and a move, a new
     subscriber must not get the forgotten one's id (its old links would act on them)."""
-    from conftest import DATABASES
-
-    (tmp_path / "old").mkdir()
-    (tmp_path / "new").mkdir()
-    token = DATABASES.set(None)
-    try:
-        source = write_config(tmp_path / "old", 25)
-    finally:
-        DATABASES.reset(token)
+    source = _sqlite_source(tmp_path)
     for who in ("a", "b", "c"):
         assert cli("--config", source, "subscribers", "add", f"{who}@example.org")[0] == 0
     assert cli("--config", source, "subscribers", "forget", "c@example.org")[0] == 0
@@ -141,15 +146,7 @@ def test_a_moved_installation_never_reuses_a_subscriber_id(cli: CLI, tmp_path: P
 
 
 def test_a_truncated_export_imports_nothing(cli: CLI, tmp_path: Path) -> None:
-    from conftest import DATABASES
-
-    (tmp_path / "old").mkdir()
-    (tmp_path / "new").mkdir()
-    token = DATABASES.set(None)
-    try:
-        source = write_config(tmp_path / "old", 25)
-    finally:
-        DATABASES.reset(token)
+    source = _sqlite_source(tmp_path)
     for who in ("a", "b", "c"):
         assert cli("--config", source, "subscribers", "add", f"{who}@example.org")[0] == 0
     export = tmp_path / "export.jsonl"
