@@ -14,7 +14,6 @@ import re
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy.exc import OperationalError
 
 from newsletter.cli.context import (
     State,
+    collect_now,
     current,
     encoder_for,
     err,
@@ -47,10 +47,7 @@ from newsletter.cli.tables import (
     report_json,
     report_table,
 )
-from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
-from newsletter.config import Config
 from newsletter.deliver import OutboxSender
-from newsletter.engine import DeliverySettings
 from newsletter.errors import InputError, NewsletterError
 from newsletter.logs import redact, setup_logging
 from newsletter.models import RunReport
@@ -63,7 +60,6 @@ from newsletter.sending import (
     send_edition,
     smtp_connect,
 )
-from newsletter.store import Store
 from newsletter.subscriptions import normalise_email
 
 
@@ -145,7 +141,7 @@ def collect_cmd(as_json: bool, strict: bool) -> int:
     """
     state = current()
     with open_store(state.config) as store:
-        rows = _collect(state.config, state.now, store)
+        rows = collect_now(state.config, state.now, store)
     if as_json:
         print_json_lines([r.as_dict() for r in rows])
     else:
@@ -153,14 +149,6 @@ def collect_cmd(as_json: bool, strict: bool) -> int:
     failed = any(r.outcome.error for r in rows)
     warned = any(r.outcome.warnings for r in rows)
     return 3 if failed or (strict and warned) else 0
-
-
-def _collect(config: Config, now: datetime, store: Store) -> list[CollectRow]:
-    fetcher = make_fetcher(config)
-    try:
-        return collect(store, source_specs(config), fetcher, now, config.holidays(now.date()))
-    finally:
-        fetcher.close()
 
 
 @app.command()
@@ -278,7 +266,9 @@ def send(
     if dry_run and (workers or as_worker):
         raise click.BadParameter("a dry run uses one process", param_hint="--workers")
     if as_worker or workers:
-        return _send_with_workers(state, workers, as_worker, no_collect, as_json, share)
+        from newsletter.cli.send_workers import send_with_workers
+
+        return send_with_workers(state, workers, as_worker, no_collect, as_json, share)
     signer, secret = signing(config)
     with ExitStack() as stack:
         if not dry_run:  # a dry run writes nothing, so it may run beside a real send
@@ -288,7 +278,7 @@ def send(
         if store is not real:
             stack.callback(store.close)
         if not no_collect:
-            rows = _collect(config, state.now, store)
+            rows = collect_now(config, state.now, store)
             if not as_json:
                 collect_table(rows)
         if dry_run:
@@ -317,73 +307,6 @@ def send(
         if dry_run:
             out.print(f"Messages written to {out_dir}")
     return report.exit_code
-
-
-def _send_with_workers(
-    state: State,
-    workers: int | None,
-    as_worker: bool,
-    no_collect: bool,
-    as_json: bool,
-    share: int = 1,
-) -> int:
-    """``--workers N``: this process holds the host's lock, collects and plans; N worker
-    processes (``--worker``) share the sending, each within 1/N of the rate caps."""
-    from newsletter.workers import plan_edition, run_workers, totals, work_edition
-
-    config = state.config
-    signer, secret = signing(config)
-    with ExitStack() as stack:
-        if not as_worker:
-            stack.enter_context(RunLock(config.lock_path()))
-        store = stack.enter_context(open_store(config))
-        ctx = SendContext(
-            config,
-            store,
-            smtp_connect(config),
-            signer,
-            secret,
-            state.now,
-            encoder=encoder_for(config),
-            dkim=dkim_signer(config),
-            handle_signals=True,
-            exclusive=False,
-            settings=_shared_caps(config.delivery.settings(), share),
-        )
-        if as_worker:  # planning is idempotent: a worker started alone plans its edition too
-            plan_edition(ctx)
-            try:
-                report = asyncio.run(work_edition(ctx))
-            except SendInterrupted as stop:
-                err.print(Text(f"error: {stop.cause}"))
-                report = stop.report
-            print(json.dumps(report_json(report)))
-            return report.exit_code
-        if not no_collect:
-            rows = _collect(config, state.now, store)
-            if not as_json:
-                collect_table(rows)
-        edition_id, report = plan_edition(ctx)
-        assert workers is not None
-        results = run_workers(workers, state.config_path.resolve(), state.now)
-        report = totals(store, edition_id, report, results)
-    if as_json:
-        print(json.dumps(report_json(report) | {"workers": results}))
-    else:
-        report_table(report, f"Edition ({workers} workers)")
-    failed = [r for r in results if r.get("exit") not in (0, 3)]
-    return 1 if failed else report.exit_code
-
-
-def _shared_caps(settings: DeliverySettings, share: int) -> DeliverySettings:
-    """One worker of ``share``: its part of the relay's per-second and per-hour caps."""
-    if share <= 1:
-        return settings
-    return replace(
-        settings,
-        max_per_second=settings.max_per_second / share,
-        max_per_hour=max(1, settings.max_per_hour // share) if settings.max_per_hour else 0,
-    )
 
 
 def _run_send(ctx: SendContext, quiet: bool) -> RunReport:

@@ -13,6 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from newsletter.collect import CollectRow, collect, make_fetcher, source_specs
 from newsletter.config import Config, load_config
 from newsletter.rank.semantic import Encoder, load_encoder
 from newsletter.store import Store
@@ -49,6 +50,15 @@ def open_store(config: Config) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+def collect_now(config: Config, now: datetime, store: Store) -> list[CollectRow]:
+    """Fetch every source once into the store (what `collect` and `send` start with)."""
+    fetcher = make_fetcher(config)
+    try:
+        return collect(store, source_specs(config), fetcher, now, config.holidays(now.date()))
+    finally:
+        fetcher.close()
 
 
 def encoder_for(config: Config) -> Encoder | None:
