@@ -15,14 +15,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import dns.resolver
 import pytest
-import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from smtp_auth import PKI, AuthCheck, make_pki
 from sqlalchemy import create_engine, text
 
 from conftest import CLI, write_config
@@ -39,40 +37,9 @@ WRONG = "Wr0ng-pa55word-guess"
 SMTP_LINES = ("SMTP connect", "SMTP EHLO", "SMTP STARTTLS", "SMTP AUTH")
 
 
-@dataclass
-class Authenticator:
-    """Accepts only USER / PASSWORD; records each attempt's login name."""
-
-    attempts: list[str] = field(default_factory=list)
-
-    def __call__(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        assert isinstance(data, LoginPassword)
-        self.attempts.append(data.login.decode())
-        ok = data.login == USER.encode() and data.password == PASSWORD.encode()
-        return AuthResult(success=ok, handled=False, auth_data=data)
-
-
-@dataclass(frozen=True, slots=True)
-class PKI:
-    ca_file: str
-    server_ctx: ssl.SSLContext
-    rogue_ctx: ssl.SSLContext  # the same names, signed by a CA the client does not trust
-
-
-def _server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    ca = trustme.CA()
-    path = tmp_path_factory.mktemp("pki") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return PKI(str(path), _server_context(ca), _server_context(trustme.CA()))
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _no_dns(name: str) -> Sequence[str]:
@@ -120,7 +87,7 @@ def _auth_smtp(pki: PKI, monkeypatch: pytest.MonkeyPatch, security: str = "start
     )
 
 
-def _starttls_server(ctx: ssl.SSLContext, auth: Authenticator) -> LocalSMTPServer:
+def _starttls_server(ctx: ssl.SSLContext, auth: AuthCheck) -> LocalSMTPServer:
     return LocalSMTPServer(
         RecordingHandler(),
         tls_context=ctx,
@@ -146,7 +113,7 @@ def _run_json(cli: CLI, config: Path) -> tuple[int, dict[str, Check], str, str]:
 def test_good_credentials_every_smtp_line_ok_and_nothing_sent(
     cli: CLI, tmp_path: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.server_ctx, auth) as server:
         config = _config(tmp_path, server.port, smtp=_auth_smtp(pki, monkeypatch))
         code, out, err = cli("--config", config, "doctor")
@@ -171,7 +138,7 @@ def test_good_credentials_every_smtp_line_ok_and_nothing_sent(
 def test_bad_password_fails_auth_and_exits_1(
     cli: CLI, tmp_path: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.server_ctx, auth) as server:
         config = _config(tmp_path, server.port, smtp=_auth_smtp(pki, monkeypatch))
         monkeypatch.setenv("DOCTOR_SMTP_PASSWORD", WRONG)
@@ -196,7 +163,7 @@ def test_the_password_is_in_no_output_json_or_log_record(
     password: str,
     security: str,
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     if security == "tls":
         server = LocalSMTPServer(
             listen_ssl=pki.server_ctx, auth_require_tls=False, authenticator=auth
@@ -236,7 +203,7 @@ def test_server_down_fails_connect_and_skips_the_rest(cli: CLI, tmp_path: Path) 
 def test_starttls_with_a_certificate_from_another_ca_fails_before_auth(
     cli: CLI, tmp_path: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.rogue_ctx, auth) as server:
         config = _config(tmp_path, server.port, smtp=_auth_smtp(pki, monkeypatch))
         code, checks, _, _ = _run_json(cli, config)
@@ -250,7 +217,7 @@ def test_starttls_with_a_certificate_from_another_ca_fails_before_auth(
 def test_implicit_tls_with_auth(
     cli: CLI, tmp_path: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     server = LocalSMTPServer(listen_ssl=pki.server_ctx, auth_require_tls=False, authenticator=auth)
     with server:
         config = _config(tmp_path, server.port, smtp=_auth_smtp(pki, monkeypatch, "tls"))
@@ -284,7 +251,7 @@ def test_security_none_against_a_starttls_server_warns(cli: CLI, tmp_path: Path,
 def test_password_env_not_set_fails_auth_with_the_config_message(
     cli: CLI, tmp_path: Path, pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    auth = Authenticator()
+    auth = AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.server_ctx, auth) as server:
         config = _config(tmp_path, server.port, smtp=_auth_smtp(pki, monkeypatch))
         monkeypatch.delenv("DOCTOR_SMTP_PASSWORD")

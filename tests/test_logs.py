@@ -7,10 +7,9 @@ import base64
 import json
 import logging
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from smtp_auth import AuthCheck
 
 from conftest import CLI, NOW, REPO, write_config
 from newsletter.logs import JsonFormatter, Redactor, redact, register_secret
@@ -18,14 +17,6 @@ from newsletter.smtp_server import LocalSMTPServer
 
 USER = "digest-mailer"
 PASSWORD = "Corr3ct-horse-battery-for-logs"
-
-
-def _auth(
-    server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-) -> AuthResult:
-    assert isinstance(data, LoginPassword)
-    ok = data.login == USER.encode() and data.password == PASSWORD.encode()
-    return AuthResult(success=ok, handled=False)
 
 
 def _forms(secret: str) -> list[str]:
@@ -60,7 +51,7 @@ def test_no_log_line_holds_the_smtp_password(
     cli: CLI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, password: str
 ) -> None:
     monkeypatch.setenv("LOG_TEST_SMTP_PASSWORD", password)
-    with LocalSMTPServer(authenticator=_auth, auth_require_tls=False) as server:
+    with LocalSMTPServer(authenticator=AuthCheck(USER, PASSWORD), auth_require_tls=False) as server:
         config = write_config(tmp_path, server.port)
         text = config.read_text().replace(
             "timeout = 5",

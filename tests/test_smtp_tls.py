@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import ssl
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from smtp_auth import PKI, AuthCheck, make_pki
 
 from newsletter.deliver import SMTPSender
 from newsletter.errors import SMTPUnavailableError
@@ -79,44 +78,12 @@ class Handler:
         return "250 2.0.0 Accepted"
 
 
-@dataclass
-class Authenticator:
-    """Accepts only USER / PASSWORD; records every attempt's login name."""
-
-    attempts: list[str] = field(default_factory=list)
-
-    def __call__(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        assert isinstance(auth_data, LoginPassword)
-        self.attempts.append(auth_data.login.decode())
-        ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
-        # handled=False: aiosmtpd replies 535 itself
-        return AuthResult(success=ok, handled=False, auth_data=auth_data)
-
-
-@dataclass(frozen=True, slots=True)
-class PKI:
-    ca_file: str  # the CA the sender trusts
-    server_ctx: ssl.SSLContext  # a certificate that CA signed, for 127.0.0.1 and localhost
-    rogue_ctx: ssl.SSLContext  # a certificate for the same names from another CA
-
-
-def _server_context(ca: trustme.CA) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
-    return ctx
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
-    ca = trustme.CA()
-    path: Path = tmp_path_factory.mktemp("pki") / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return PKI(str(path), _server_context(ca), _server_context(trustme.CA()))
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator) -> LocalSMTPServer:
+def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: AuthCheck) -> LocalSMTPServer:
     """Plain TCP, STARTTLS required before MAIL, AUTH required and offered only over TLS."""
     return LocalSMTPServer(
         handler,
@@ -127,15 +94,13 @@ def _starttls_server(ctx: ssl.SSLContext, handler: Handler, auth: Authenticator)
     )
 
 
-def _implicit_tls_server(
-    ctx: ssl.SSLContext, handler: Handler, auth: Authenticator
-) -> LocalSMTPServer:
+def _implicit_tls_server(ctx: ssl.SSLContext, handler: Handler, auth: AuthCheck) -> LocalSMTPServer:
     """TLS from the first byte; aiosmtpd cannot tell, so AUTH is allowed without STARTTLS."""
     return LocalSMTPServer(handler, listen_ssl=ctx, auth_require_tls=False, authenticator=auth)
 
 
 def _server(
-    security: str, ctx: ssl.SSLContext, handler: Handler, auth: Authenticator
+    security: str, ctx: ssl.SSLContext, handler: Handler, auth: AuthCheck
 ) -> LocalSMTPServer:
     make = _starttls_server if security == "starttls" else _implicit_tls_server
     return make(ctx, handler, auth)
@@ -168,7 +133,7 @@ def _starttls_sender(port: int, ca_file: str, **kw: Any) -> SMTPSender:
 
 
 def test_starttls_with_auth_delivers_the_exact_bytes_to_the_envelope_recipient(pki: PKI) -> None:
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     message = _message("reader@example.org", 1)
     with _starttls_server(pki.server_ctx, handler, auth) as server:
         results = _send_all(_starttls_sender(server.port, pki.ca_file), [message])
@@ -184,7 +149,7 @@ def test_starttls_with_auth_delivers_the_exact_bytes_to_the_envelope_recipient(p
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_wrong_password_raises_without_echoing_it(pki: PKI, security: str) -> None:
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     with _server(security, pki.server_ctx, handler, auth) as server:
         sender = SMTPSender(
             "127.0.0.1",
@@ -208,7 +173,7 @@ def test_wrong_password_raises_without_echoing_it(pki: PKI, security: str) -> No
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 def test_certificate_from_another_ca_is_refused(pki: PKI, security: str) -> None:
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     with _server(security, pki.rogue_ctx, handler, auth) as server:
         sender = SMTPSender(
             "127.0.0.1",
@@ -229,7 +194,7 @@ def test_certificate_from_another_ca_is_refused(pki: PKI, security: str) -> None
 def test_credentials_are_not_sent_without_tls(pki: PKI) -> None:
     """security="none" against a server that only offers AUTH after STARTTLS: the login
     fails before any AUTH command, so the password never crosses in clear."""
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.server_ctx, handler, auth) as server:
         sender = SMTPSender("127.0.0.1", server.port, username=USER, password=PASSWORD, timeout=5)
         with pytest.raises(SMTPUnavailableError) as err:
@@ -240,7 +205,7 @@ def test_credentials_are_not_sent_without_tls(pki: PKI) -> None:
 
 
 def test_implicit_tls_with_auth(pki: PKI) -> None:
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     messages = [_message(f"r{i}@example.org", i) for i in range(2)]
     with _implicit_tls_server(pki.server_ctx, handler, auth) as server:
         sender = SMTPSender(
@@ -268,7 +233,7 @@ def test_implicit_tls_with_auth(pki: PKI) -> None:
 def test_max_per_connection_opens_new_connections(
     pki: PKI, limit: int, count: int, connections: int
 ) -> None:
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     messages = [_message(f"r{i}@example.org", i) for i in range(count)]
     with _starttls_server(pki.server_ctx, handler, auth) as server:
         sender = _starttls_sender(server.port, pki.ca_file, max_per_connection=limit)
@@ -298,7 +263,7 @@ def test_max_per_connection_opens_new_connections(
 def test_refused_rcpt_resets_and_the_connection_is_reused(
     pki: PKI, reply: str, code: int, permanent: bool
 ) -> None:
-    handler, auth = Handler(reject={"refused@example.org": reply}), Authenticator()
+    handler, auth = Handler(reject={"refused@example.org": reply}), AuthCheck(USER, PASSWORD)
     refused, after = _message("refused@example.org", 1), _message("next@example.org", 2)
     with _starttls_server(pki.server_ctx, handler, auth) as server:
         sender = _starttls_sender(server.port, pki.ca_file)
@@ -315,7 +280,7 @@ def test_refused_rcpt_resets_and_the_connection_is_reused(
 
 def test_server_connection_count_sees_every_connection(pki: PKI) -> None:
     """The server-side count is real: two senders, two connections."""
-    handler, auth = Handler(), Authenticator()
+    handler, auth = Handler(), AuthCheck(USER, PASSWORD)
     with _starttls_server(pki.server_ctx, handler, auth) as server:
         for i in range(2):
             _send_all(_starttls_sender(server.port, pki.ca_file), [_message("a@example.org", i)])
