@@ -18,7 +18,7 @@ from smtp_auth import PKI, AuthCheck, make_pki
 from newsletter.deliver import SMTPSender
 from newsletter.errors import SMTPUnavailableError
 from newsletter.models import OutgoingMessage, SendResult
-from newsletter.smtp_server import LocalSMTPServer
+from newsletter.smtp_server import LocalSMTPServer, RecordingHandler
 
 USER = "mailer"
 PASSWORD = "correct-horse-battery-staple"
@@ -38,25 +38,11 @@ class Accepted:
 
 
 @dataclass
-class Handler:
-    """Accepts every message except ``reject``ed recipients; records what it saw."""
+class Handler(RecordingHandler):
+    """The recording server's handler, keeping how each message's connection looked."""
 
-    reject: dict[str, str] = field(default_factory=dict)
-    received: list[Accepted] = field(default_factory=list)
+    accepted: list[Accepted] = field(default_factory=list)
     rsets: int = 0
-
-    async def handle_RCPT(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        address: str,
-        rcpt_options: list[str],
-    ) -> str:
-        if address in self.reject:
-            return self.reject[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
 
     async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.rsets += 1
@@ -65,7 +51,7 @@ class Handler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         transport = server.transport
         tls = transport is not None and transport.get_extra_info("ssl_object") is not None
-        self.received.append(
+        self.accepted.append(
             Accepted(
                 str(envelope.mail_from),
                 tuple(envelope.rcpt_tos),
@@ -139,7 +125,7 @@ def test_starttls_with_auth_delivers_the_exact_bytes_to_the_envelope_recipient(p
         results = _send_all(_starttls_sender(server.port, pki.ca_file), [message])
     assert results == [SendResult(True, 250, "2.0.0 Accepted")]
     assert auth.attempts == [USER]
-    [got] = handler.received
+    [got] = handler.accepted
     assert got.data == message.data  # dot-stuffing undone: exactly the bytes built
     assert got.rcpt_tos == ("reader@example.org",)
     assert got.mail_from == "bounces@example.org"
@@ -167,7 +153,7 @@ def test_wrong_password_raises_without_echoing_it(pki: PKI, security: str) -> No
     assert "refused" in str(err.value)
     # the server did see the attempts (aiosmtplib tries each mechanism offered): over TLS
     assert auth.attempts and set(auth.attempts) == {USER}
-    assert handler.received == []
+    assert handler.accepted == []
     assert sender.connections == 0
 
 
@@ -187,7 +173,7 @@ def test_certificate_from_another_ca_is_refused(pki: PKI, security: str) -> None
         with pytest.raises(SMTPUnavailableError, match="CERTIFICATE_VERIFY_FAILED"):
             _send_all(sender, [_message("reader@example.org")])
     assert auth.attempts == []  # the password never went to the impostor
-    assert handler.received == []
+    assert handler.accepted == []
     assert sender.connections == 0
 
 
@@ -201,7 +187,7 @@ def test_credentials_are_not_sent_without_tls(pki: PKI) -> None:
             _send_all(sender, [_message("reader@example.org")])
     assert PASSWORD not in str(err.value)
     assert auth.attempts == []
-    assert handler.received == []
+    assert handler.accepted == []
 
 
 def test_implicit_tls_with_auth(pki: PKI) -> None:
@@ -219,9 +205,9 @@ def test_implicit_tls_with_auth(pki: PKI) -> None:
         )
         results = _send_all(sender, messages)
     assert [r.ok for r in results] == [True, True]
-    assert [r.data for r in handler.received] == [m.data for m in messages]
-    assert [r.rcpt_tos for r in handler.received] == [("r0@example.org",), ("r1@example.org",)]
-    assert all(r.tls and r.authenticated for r in handler.received)
+    assert [r.data for r in handler.accepted] == [m.data for m in messages]
+    assert [r.rcpt_tos for r in handler.accepted] == [("r0@example.org",), ("r1@example.org",)]
+    assert all(r.tls and r.authenticated for r in handler.accepted)
     assert auth.attempts == [USER]
     assert sender.connections == server.connections == 1
 
@@ -239,14 +225,14 @@ def test_max_per_connection_opens_new_connections(
         sender = _starttls_sender(server.port, pki.ca_file, max_per_connection=limit)
         results = _send_all(sender, messages)
     assert all(r.ok for r in results)
-    assert [r.data for r in handler.received] == [m.data for m in messages]
+    assert [r.data for r in handler.accepted] == [m.data for m in messages]
     assert sender.connections == connections
     assert server.connections == connections
-    assert len({r.connection for r in handler.received}) == connections
+    assert len({r.connection for r in handler.accepted}) == connections
     assert auth.attempts == [USER] * connections
     # each connection carries at most ``limit`` messages, in order
     per: dict[int, int] = {}
-    for r in handler.received:
+    for r in handler.accepted:
         per[r.connection] = per.get(r.connection, 0) + 1
     assert max(per.values()) <= limit
 
@@ -273,8 +259,8 @@ def test_refused_rcpt_resets_and_the_connection_is_reused(
     assert first.reply == reply.split(" ", 1)[1]
     assert second.ok and second.code == 250
     assert handler.rsets == 1  # the failed transaction was reset, not left half-open
-    assert [r.rcpt_tos for r in handler.received] == [("next@example.org",)]
-    assert handler.received[0].data == after.data
+    assert [r.rcpt_tos for r in handler.accepted] == [("next@example.org",)]
+    assert handler.accepted[0].data == after.data
     assert sender.connections == server.connections == 1
 
 
@@ -285,4 +271,4 @@ def test_server_connection_count_sees_every_connection(pki: PKI) -> None:
         for i in range(2):
             _send_all(_starttls_sender(server.port, pki.ca_file), [_message("a@example.org", i)])
         assert server.connections == 2
-    assert len({r.connection for r in handler.received}) == 2
+    assert len({r.connection for r in handler.accepted}) == 2
