@@ -101,19 +101,12 @@ async def send_edition(ctx: SendContext) -> RunReport:
     for eid, _ in editions:
         store.recover_interrupted(eid, ctx.clock(), exclusive=ctx.exclusive)
     if ctx.slots is None:
-        _plan(store, edition, editions[0][0])
+        _plan(store, edition.date, edition.now, editions[0][0])
     counts = _counts(store, editions)
     open_rows = counts.get("pending", 0) + counts.get("uncertain", 0)
     report.already_done = sum(counts.values()) - open_rows
     tally = _Tally(report, open_rows, ctx.progress, ctx.dry_run)
-    engine = Engine(
-        store,
-        ctx.connect,
-        settings,
-        ctx.clock,
-        tally.settled,
-        limiter=None if ctx.dry_run else _limiter(store, settings, ctx.clock),
-    )
+    engine = make_engine(ctx, settings, tally)
     if ctx.on_engine is not None:
         ctx.on_engine(engine)
     mail_from = config.envelope_from()
@@ -140,13 +133,13 @@ async def send_edition(ctx: SendContext) -> RunReport:
     return report
 
 
-def _plan(store: Store, edition: Edition, edition_id: int) -> None:
+def _plan(store: Store, day: date, now: datetime, edition_id: int) -> None:
     """A pending row for each active subscriber due this edition, a page at a time."""
     for page in store.subscriber_pages(SubscriberStatus.ACTIVE):
         weekly = [s.id for s in page if s.frequency == "weekly"]
         last_sent = store.last_sent_dates(weekly) if weekly else {}
-        due = [s.id for s in page if is_due(s, edition.date, last_sent.get(s.id))]
-        store.plan_deliveries(edition_id, due, edition.now)
+        due = [s.id for s in page if is_due(s, day, last_sent.get(s.id))]
+        store.plan_deliveries(edition_id, due, now)
 
 
 def _plan_slots(store: Store, rule: SlotRule, now: datetime) -> None:
@@ -182,6 +175,13 @@ def _counts(store: Store, editions: Sequence[tuple[int, Edition]]) -> dict[str, 
         for status, n in store.status_counts(eid).items():
             total[status] = total.get(status, 0) + n
     return total
+
+
+def make_engine(ctx: SendContext, settings: DeliverySettings, tally: _Tally) -> Engine:
+    """The sending engine for one run: this context's connections and clock, the report's
+    tally, and the rate caps (none for a dry run: nothing leaves the machine)."""
+    limiter = None if ctx.dry_run else _limiter(ctx.store, settings, ctx.clock)
+    return Engine(ctx.store, ctx.connect, settings, ctx.clock, tally.settled, limiter=limiter)
 
 
 def _limiter(store: Store, settings: DeliverySettings, clock: Clock) -> RateLimiter:

@@ -26,15 +26,15 @@ from pathlib import Path
 
 from newsletter.engine import Engine
 from newsletter.models import RunReport
-from newsletter.pipeline import Edition
+from newsletter.pipeline import Edition, edition_date_for
 from newsletter.sending import (
     SendContext,
     SendInterrupted,
     _close,
     _jobs,
-    _limiter,
     _plan,
     _Tally,
+    make_engine,
 )
 from newsletter.store import Store
 
@@ -45,10 +45,11 @@ BATCH = 100  # rows a worker reserves at a time: small enough to spread an editi
 def plan_edition(ctx: SendContext) -> tuple[int, RunReport]:
     """The parent's part: the edition row and a pending row per due subscriber (idempotent:
     a parent on another host planning the same edition adds nothing)."""
-    edition = Edition(ctx.config, ctx.store, ctx.now)
-    edition_id = ctx.store.edition(edition.date, ctx.now)
-    _plan(ctx.store, edition, edition_id)
-    return edition_id, RunReport(edition.date, dry_run=ctx.dry_run)
+    # only the date is needed here: no candidates loaded, nothing ranked
+    day = edition_date_for(ctx.now, ctx.config.newsletter.timezone)
+    edition_id = ctx.store.edition(day, ctx.now)
+    _plan(ctx.store, day, ctx.now, edition_id)
+    return edition_id, RunReport(day, dry_run=ctx.dry_run)
 
 
 async def work_edition(ctx: SendContext) -> RunReport:
@@ -79,14 +80,7 @@ async def work_edition(ctx: SendContext) -> RunReport:
     try:
         while not stopping:
             store.recover_interrupted(edition_id, ctx.clock(), exclusive=False)
-            engine = Engine(
-                store,
-                ctx.connect,
-                settings,
-                ctx.clock,
-                tally.settled,
-                limiter=_limiter(store, settings, ctx.clock),
-            )
+            engine = make_engine(ctx, settings, tally)
 
             def reserve(_after: int) -> list[dict[str, object]]:
                 now = ctx.clock()

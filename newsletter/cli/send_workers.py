@@ -49,7 +49,7 @@ def send_with_workers(
             signer,
             secret,
             state.now,
-            encoder=encoder_for(config),
+            encoder=encoder_for(config) if as_worker else None,  # the parent ranks nothing
             dkim=dkim_signer(config),
             handle_signals=True,
             exclusive=False,
