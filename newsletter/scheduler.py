@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,7 +30,7 @@ from newsletter.errors import NewsletterError
 from newsletter.models import RunReport
 from newsletter.rank.semantic import Encoder
 from newsletter.schedule import SlotRule
-from newsletter.sending import SendContext, SendInterrupted, send_edition
+from newsletter.sending import SendContext, SendInterrupted, send_edition, stop_on_signals
 from newsletter.store import Store
 from newsletter.subscriptions import Signer
 
@@ -161,7 +160,6 @@ def build_scheduler(runner: Runner, config: Config, start: datetime) -> AsyncIOS
 
 async def run_forever(runner: Runner, config: Config) -> None:
     """Run until SIGTERM or SIGINT; then finish what is in flight and return."""
-    loop = asyncio.get_running_loop()
     stopped = asyncio.Event()
 
     def on_signal() -> None:
@@ -169,17 +167,14 @@ async def run_forever(runner: Runner, config: Config) -> None:
         runner.stop()
         stopped.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
-    # APScheduler keeps wall-clock time; the runner's own clock decides what is due
-    scheduler = build_scheduler(runner, config, datetime.now(UTC))
-    scheduler.start()
-    try:
-        await stopped.wait()
-    finally:
-        scheduler.pause()  # no new job; the one in flight ends (its engine was told to stop)
-        async with runner._busy:
-            pass
-        scheduler.shutdown(wait=False)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    with stop_on_signals(on_signal):
+        # APScheduler keeps wall-clock time; the runner's own clock decides what is due
+        scheduler = build_scheduler(runner, config, datetime.now(UTC))
+        scheduler.start()
+        try:
+            await stopped.wait()
+        finally:
+            scheduler.pause()  # no new job; the one in flight ends (its engine was stopped)
+            async with runner._busy:
+                pass
+            scheduler.shutdown(wait=False)

@@ -12,6 +12,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -111,20 +112,14 @@ async def send_edition(ctx: SendContext) -> RunReport:
         ctx.on_engine(engine)
     mail_from = config.envelope_from()
     started = time.perf_counter()
-    loop = asyncio.get_running_loop()
-    if ctx.handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, engine.stop)
     try:
-        await engine.run(
-            job
-            for eid, ed in editions
-            for job in _jobs(ctx, settings, ed, eid, mail_from, engine, tally)
-        )
+        with stop_on_signals(engine.stop, ctx.handle_signals):
+            await engine.run(
+                job
+                for eid, ed in editions
+                for job in _jobs(ctx, settings, ed, eid, mail_from, engine, tally)
+            )
     finally:
-        if ctx.handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         report.seconds = time.perf_counter() - started
         _close(report, _counts(store, editions))
     report.stopped = engine.stopping and engine.fatal is None
@@ -175,6 +170,21 @@ def _counts(store: Store, editions: Sequence[tuple[int, Edition]]) -> dict[str, 
         for status, n in store.status_counts(eid).items():
             total[status] = total.get(status, 0) + n
     return total
+
+
+@contextmanager
+def stop_on_signals(stop: Callable[[], None], enabled: bool = True) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT call ``stop`` (on the running loop) instead of
+    killing the process: what is in flight finishes and is recorded."""
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT) if enabled else ()
+    for sig in signals:
+        loop.add_signal_handler(sig, stop)
+    try:
+        yield
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def make_engine(ctx: SendContext, settings: DeliverySettings, tally: _Tally) -> Engine:

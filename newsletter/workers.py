@@ -35,6 +35,7 @@ from newsletter.sending import (
     _plan,
     _Tally,
     make_engine,
+    stop_on_signals,
 )
 from newsletter.store import Store
 
@@ -64,7 +65,6 @@ async def work_edition(ctx: SendContext) -> RunReport:
     mail_from = config.envelope_from()
     started = time.perf_counter()
     engine: Engine | None = None
-    loop = asyncio.get_running_loop()
     stopping = False
     held: list[int] = []
 
@@ -74,43 +74,37 @@ async def work_edition(ctx: SendContext) -> RunReport:
         if engine is not None:
             engine.stop()
 
-    if ctx.handle_signals:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop)
+    def reserve(_after: int) -> list[dict[str, object]]:
+        now = ctx.clock()
+        # rows tried since this run began wait for the next run, as with one process: a
+        # 4xx is not retried by another worker at once
+        batch = store.reserve_open(edition_id, now, now + lease, BATCH, ctx.now)
+        held.extend(int(str(r["id"])) for r in batch)
+        return batch
+
     try:
-        while not stopping:
-            store.recover_interrupted(edition_id, ctx.clock(), exclusive=False)
-            engine = make_engine(ctx, settings, tally)
-
-            def reserve(_after: int) -> list[dict[str, object]]:
-                now = ctx.clock()
-                # rows tried since this run began wait for the next run, as with one
-                # process: a 4xx is not retried by another worker at once
-                batch = store.reserve_open(edition_id, now, now + lease, BATCH, ctx.now)
-                held.extend(int(str(r["id"])) for r in batch)
-                return batch
-
-            try:
-                await engine.run(
-                    _jobs(ctx, settings, edition, edition_id, mail_from, engine, tally, reserve)
-                )
-            finally:  # what this worker reserved and did not send goes back at once
-                store.release_reserved(held)
-                held.clear()
-            if engine.fatal is not None:
-                raise SendInterrupted(report, engine.fatal)
-            if engine.stopping:
-                break
-            until = store.held_until(edition_id, ctx.clock())
-            if until is None:
-                break
-            # another worker holds rows: wait for them to finish or for the lease to end
-            wait = max(0.1, min((until - ctx.clock()).total_seconds() + 0.1, 0.5))
-            await asyncio.sleep(wait)
+        with stop_on_signals(stop, ctx.handle_signals):
+            while not stopping:
+                store.recover_interrupted(edition_id, ctx.clock(), exclusive=False)
+                engine = make_engine(ctx, settings, tally)
+                try:
+                    await engine.run(
+                        _jobs(ctx, settings, edition, edition_id, mail_from, engine, tally, reserve)
+                    )
+                finally:  # what this worker reserved and did not send goes back at once
+                    store.release_reserved(held)
+                    held.clear()
+                if engine.fatal is not None:
+                    raise SendInterrupted(report, engine.fatal)
+                if engine.stopping:
+                    break
+                until = store.held_until(edition_id, ctx.clock())
+                if until is None:
+                    break
+                # another worker holds rows: wait for them to finish or for the lease to end
+                wait = max(0.1, min((until - ctx.clock()).total_seconds() + 0.1, 0.5))
+                await asyncio.sleep(wait)
     finally:
-        if ctx.handle_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
         report.seconds = time.perf_counter() - started
         _close(report, store.status_counts(edition_id))  # what is left open, for the parent
         report.stopped = stopping
